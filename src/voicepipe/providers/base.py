@@ -1,0 +1,114 @@
+"""The three provider protocols: speech-to-text, language model, text-to-speech.
+
+A provider is any object with the right methods; nothing to inherit. The
+pipeline only ever talks to these protocols, so a vendor, an offline engine
+and a test fake are interchangeable.
+
+Streaming STTs must send audio and receive transcripts at the same time, which
+needs a task group, and anyio forbids yielding from inside one in an async
+generator. So :class:`STT` *pushes* its events into a callback instead of
+yielding them. LLM and TTS output is a plain async iterator; implementations
+must not hold a cancel scope or task group open across a ``yield``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, TypeVar, runtime_checkable
+
+from pydantic import BaseModel
+
+from voicepipe.audio import AudioFormat
+from voicepipe.events import ErrorEvent, SpeechStarted, TranscriptFinal, TranscriptInterim, UserTurn
+
+__all__ = [
+    "LLM",
+    "STT",
+    "TTS",
+    "Emit",
+    "Message",
+    "STTEvent",
+    "Usage",
+]
+
+STTEvent = SpeechStarted | TranscriptInterim | TranscriptFinal | UserTurn | ErrorEvent
+"""What an STT reports: speech started, interim and final text, the end of a
+turn (``UserTurn`` with the whole turn's text), and recoverable errors (a
+reconnect, say). A non-recoverable failure is raised as ``ProviderError``."""
+
+Emit = Callable[[STTEvent], Awaitable[None]]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One chat message for the LLM."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts of one LLM call; the provider fills in what it knows."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+@runtime_checkable
+class STT(Protocol):
+    """Speech-to-text over a stream of audio chunks."""
+
+    async def transcribe(
+        self, audio: AsyncIterable[bytes], format: AudioFormat, emit: Emit
+    ) -> None:
+        """Consume ``audio`` (raw chunks in ``format``) until it ends, calling
+        ``emit`` for each event, and return once the last words are reported.
+
+        Raise :class:`voicepipe.errors.ProviderError` (``recoverable=False``)
+        when transcription cannot go on. Every connection opened here must be
+        closed when this returns, raises, or is cancelled.
+        """
+        ...
+
+
+@runtime_checkable
+class LLM(Protocol):
+    """A chat language model."""
+
+    def stream(
+        self, messages: Sequence[Message], *, usage: Usage | None = None
+    ) -> AsyncIterator[str]:
+        """Yield the reply as text deltas as they arrive.
+
+        When ``usage`` is given, fill it in with token counts (if known) by the
+        time the iterator ends. Closing the iterator early (``aclose()``, as on
+        barge-in) must close the underlying request at once.
+        """
+        ...
+
+    async def complete_json(
+        self, messages: Sequence[Message], schema: type[M], *, usage: Usage | None = None
+    ) -> M:
+        """Return a reply that validates as ``schema``, or raise ProviderError."""
+        ...
+
+
+@runtime_checkable
+class TTS(Protocol):
+    """Text-to-speech."""
+
+    @property
+    def output_format(self) -> AudioFormat:
+        """The format of every chunk :meth:`synthesize` yields."""
+        ...
+
+    def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        """Yield PCM16 chunks of ``text`` spoken, as soon as each is ready.
+
+        Closing the iterator early (barge-in) must stop the work at once.
+        """
+        ...
