@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DROP",
+    "SDK_WARNING_FILTER",
+    "TEST_KEY",
     "Connection",
     "FakeDeepgram",
     "Script",
@@ -48,6 +50,12 @@ __all__ = [
 ]
 
 TEST_KEY = "dg-test-key-0123456789"
+
+SDK_WARNING_FILTER = (
+    "ignore:websockets.exceptions.InvalidStatusCode is deprecated:DeprecationWarning"
+)
+"""deepgram-sdk 7.16 imports a third deprecated websockets name, besides the two
+pyproject.toml already ignores; test modules using the SDK ignore it too."""
 
 DROP: dict[str, Any] = {"__drop__": True}
 """A script action: close the TCP connection without a websocket close frame."""

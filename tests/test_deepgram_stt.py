@@ -11,6 +11,7 @@ import pytest
 
 from tests.deepgram_fake import (
     DROP,
+    SDK_WARNING_FILTER,
     TEST_KEY,
     FakeDeepgram,
     Script,
@@ -33,10 +34,7 @@ from voicepipe.providers.deepgram import DeepgramSettings, DeepgramSTT
 pytestmark = [
     pytest.mark.anyio,
     pytest.mark.parametrize("anyio_backend", ["asyncio"]),
-    # deepgram-sdk 7.16 imports a third deprecated websockets name; see the report.
-    pytest.mark.filterwarnings(
-        "ignore:websockets.exceptions.InvalidStatusCode is deprecated:DeprecationWarning"
-    ),
+    pytest.mark.filterwarnings(SDK_WARNING_FILTER),
 ]
 
 FMT = AudioFormat(16000, 1)
