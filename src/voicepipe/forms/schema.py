@@ -223,6 +223,8 @@ def _describe(exc: ValidationError, data: dict[str, Any]) -> str:
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+        elif err["type"] == "too_short" and where == "fields":
+            msg = "a form needs at least one field"
         elif err["type"] == "enum":
             msg = "unknown field type; expected one of " + ", ".join(t.value for t in FieldType)
         lines.append(f"  {where}: {msg}")
