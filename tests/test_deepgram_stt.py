@@ -373,3 +373,33 @@ async def test_importing_the_provider_does_not_import_the_sdk() -> None:
         "assert 'deepgram' not in sys.modules, 'SDK imported eagerly'\n"
     )
     await anyio.run_process([sys.executable, "-c", code])
+
+
+async def test_server_errors_at_connect_are_retried_bad_options_are_not() -> None:
+    async def emit(event: STTEvent) -> None:
+        pass
+
+    async with FakeDeepgram(refuse=503) as fake:
+        with pytest.raises(ProviderError, match="HTTP 503"), anyio.fail_after(10):
+            await make_stt(fake, max_reconnects=1).transcribe(audio_of(chunks(1)), FMT, emit)
+    assert fake.handshakes == 2
+    async with FakeDeepgram(refuse=400) as fake:
+        with pytest.raises(ProviderError, match="HTTP 400") as info, anyio.fail_after(10):
+            await make_stt(fake).transcribe(audio_of(chunks(1)), FMT, emit)
+    assert fake.handshakes == 1
+    assert (info.value.status, info.value.recoverable) == (400, False)
+
+
+async def test_trio_gets_a_clear_error_not_a_crash() -> None:
+    async def on_trio() -> str:
+        async def emit(event: STTEvent) -> None:
+            pass
+
+        try:
+            await DeepgramSTT(api_key="k").transcribe(audio_of(chunks(1)), FMT, emit)
+        except ProviderError as exc:
+            return exc.message
+        return "no error"
+
+    message = await anyio.to_thread.run_sync(lambda: anyio.run(on_trio, backend="trio"))
+    assert "asyncio" in message

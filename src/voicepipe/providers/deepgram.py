@@ -100,8 +100,9 @@ class _Client:
         return self._client
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
+        if self._http is not None:  # ours to close; a caller's client stays open
+            http, self._http, self._client = self._http, None, None
+            await http.aclose()
 
 
 def _require_asyncio() -> None:
