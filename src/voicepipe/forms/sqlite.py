@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -145,7 +146,7 @@ class SQLiteFormStore:
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            self._set_wal(conn)
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             self._migrate(conn)
@@ -153,6 +154,21 @@ class SQLiteFormStore:
             conn.close()
             raise
         return conn
+
+    def _set_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch to WAL. Two connections doing it at once on a new file can get
+        "database is locked" without the busy handler being called: retry."""
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.005
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(delay)  # in a worker thread, never on the event loop
+            delay = min(delay * 2, 0.1)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         with _transaction(conn):
