@@ -203,3 +203,14 @@ async def test_blank_text_makes_no_request(speak: respx.Route) -> None:
 async def test_unsupported_sample_rate_is_refused_up_front() -> None:
     with pytest.raises(ValueError, match="24000"):
         make_tts(sample_rate=22050)
+
+
+async def test_runs_on_trio_too() -> None:
+    """Unlike the live STT socket, the REST path (httpx) is backend-neutral."""
+
+    async def on_trio() -> bytes:
+        with respx.mock(base_url=BASE) as mock:
+            mock.post("/v1/speak").side_effect = [httpx.Response(503), pcm()]
+            return b"".join([chunk async for chunk in make_tts().synthesize("Hi.")])
+
+    assert await anyio.to_thread.run_sync(lambda: anyio.run(on_trio, backend="trio")) == AUDIO
