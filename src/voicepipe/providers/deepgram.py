@@ -93,7 +93,12 @@ class _Client:
             from deepgram import AsyncDeepgramClient
 
             assert self._key is not None
-            self._http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
+            # Keep idle connections for 30 s (httpx's default is 5): replies are often
+            # more than 5 s apart, and a fresh TLS handshake delays the first sentence.
+            self._http = httpx.AsyncClient(
+                timeout=httpx.Timeout(30.0, connect=5.0),
+                limits=httpx.Limits(keepalive_expiry=30.0),
+            )
             self._client = AsyncDeepgramClient(
                 api_key=self._key.get_secret_value(), httpx_client=self._http
             )
