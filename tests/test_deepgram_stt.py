@@ -403,3 +403,12 @@ async def test_trio_gets_a_clear_error_not_a_crash() -> None:
 
     message = await anyio.to_thread.run_sync(lambda: anyio.run(on_trio, backend="trio"))
     assert "asyncio" in message
+
+
+async def test_the_key_never_reaches_the_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG")
+    async with FakeDeepgram([{1: [DROP]}, {}]) as fake:
+        await run(make_stt(fake), chunks(2))
+    assert "Deepgram STT:" in caplog.text  # the reconnect was logged...
+    assert "GET /v1/listen" in caplog.text  # ...and so was the handshake, headers and all
+    assert TEST_KEY not in caplog.text
