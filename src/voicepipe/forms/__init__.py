@@ -1,7 +1,8 @@
 """Forms filled in by voice: the form schema, answer validation and durable stores.
 
-``PostgresFormStore`` is imported on first access, and asyncpg only when it
-first connects, so ``import voicepipe.forms`` never needs asyncpg.
+The stores are imported on first access (``SQLiteFormStore`` pulls in sqlite3,
+``PostgresFormStore`` asyncpg when it first connects), so ``import
+voicepipe.forms`` stays light and never needs asyncpg.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from voicepipe.forms.schema import Field, FieldType, Form, FormError, load_form
-from voicepipe.forms.sqlite import SQLiteFormStore
 from voicepipe.forms.store import (
     Answer,
     Attempt,
@@ -26,6 +26,7 @@ from voicepipe.forms.validation import InvalidAnswer, read_back, validate_value
 
 if TYPE_CHECKING:
     from voicepipe.forms.postgres import PostgresFormStore
+    from voicepipe.forms.sqlite import SQLiteFormStore
 
 __all__ = [
     "Answer",
@@ -52,6 +53,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "SQLiteFormStore":
+        from voicepipe.forms.sqlite import SQLiteFormStore
+
+        return SQLiteFormStore
     if name == "PostgresFormStore":
         from voicepipe.forms.postgres import PostgresFormStore
 
