@@ -615,6 +615,15 @@ async def test_a_fully_answered_but_unfinished_session_completes_on_resume(
     assert (await stored(store)).status == "complete"
 
 
+async def test_a_turn_before_any_question_is_judged_against_the_first(store: FormStore) -> None:
+    # start() was cancelled by a barge-in before it claimed the session.
+    s = Session(store)
+    reply = await s.turn("   ")
+    assert await said(reply) == "How old are you?"
+    reply = await s.turn("24", ok(24))
+    assert reply.events == [FormProgress(field="age", value=24, answered=1, total=3)]
+
+
 async def test_bad_arguments(store: FormStore) -> None:
     with pytest.raises(ValueError, match="max_attempts"):
         FormPolicy(INTAKE, store=store, session_id="s", max_attempts=0)

@@ -302,11 +302,9 @@ class FormPolicy:
 
     async def _handle(self, text: str, ctx: PolicyContext) -> Reply:
         field = self.form.fields[self._current]
-        if not text:
-            return self._say(ctx, self._prompt)
-        command = detect_command(text)
+        command = detect_command(text) if text else "repeat"
         if command == "repeat":
-            return self._say(ctx, self._prompt)
+            return self._say(ctx, self._prompt or field.question)
         if command == "back":
             return self._go_back(ctx)
         if self._pending is not None:
