@@ -169,7 +169,7 @@ def to_mono(pcm: bytes, fmt: AudioFormat) -> bytes:
     import numpy as np
 
     frames = _samples(pcm).reshape(-1, fmt.channels).astype(np.int32)
-    return frames.mean(axis=1).astype("<i2").tobytes()
+    return bytes(frames.mean(axis=1).astype("<i2").tobytes())
 
 
 def resample(pcm: bytes, src: AudioFormat, dst: AudioFormat) -> bytes:

@@ -1,0 +1,54 @@
+"""Helpers shared by the tests: generated audio and event collection."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from typing import TypeVar
+
+import numpy as np
+
+from voicepipe.audio import AudioFormat, chunk_pcm
+from voicepipe.events import Event
+
+FORMAT = AudioFormat(16000, 1)
+E = TypeVar("E")
+
+
+def tone(ms: int, fmt: AudioFormat = FORMAT, hz: float = 300.0, amplitude: int = 5000) -> bytes:
+    """A sine tone: loud enough to count as speech for FakeSTT and the VADs."""
+    t = np.arange(fmt.sample_rate * ms // 1000) / fmt.sample_rate
+    mono = (amplitude * np.sin(2 * np.pi * hz * t)).astype("<i2")
+    return np.repeat(mono, fmt.channels).tobytes()
+
+
+def silence(ms: int, fmt: AudioFormat = FORMAT) -> bytes:
+    return bytes(fmt.bytes_for(ms))
+
+
+def utterance(speech_ms: int = 400, silence_ms: int = 500) -> bytes:
+    """One user turn for FakeSTT: speech, then enough silence to end the turn."""
+    return tone(speech_ms) + silence(silence_ms)
+
+
+async def chunks(pcm: bytes, ms: int = 20, fmt: AudioFormat = FORMAT) -> AsyncIterator[bytes]:
+    for chunk in chunk_pcm(pcm, fmt, ms):
+        yield chunk
+
+
+async def collect(events: AsyncIterable[Event]) -> list[Event]:
+    return [event async for event in events]
+
+
+def types(events: Iterable[Event], *, audio: bool = False) -> list[str]:
+    """Event types in order; runs of ``audio`` collapse to one unless ``audio``."""
+    out: list[str] = []
+    for event in events:
+        if event.type == "audio" and not audio and out and out[-1] == "audio":
+            continue
+        out.append(event.type)
+    return out
+
+
+def of_type(events: Sequence[Event], cls: type[E]) -> list[E]:
+    """The events of one class, in order."""
+    return [e for e in events if isinstance(e, cls)]
