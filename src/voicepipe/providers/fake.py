@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import re
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
 import anyio
@@ -55,7 +55,7 @@ class FakeSTT:
         threshold: float = 500.0,
         interim_ms: int = 100,
     ) -> None:
-        self.turns: deque[str] = deque(turns)
+        self._turns: Iterator[str] = iter(turns)  # may be endless: itertools.repeat("hi")
         self.silence_ms = silence_ms
         self.threshold = threshold
         self.interim_ms = interim_ms
@@ -125,10 +125,11 @@ class FakeSTT:
             await end_turn()
 
     def _next_turn(self) -> list[str]:
-        if not self.turns:
+        turn = next(self._turns, None)
+        if turn is None:
             self.unscripted_turns += 1
             return []
-        return self.turns.popleft().split()
+        return turn.split()
 
 
 class FakeLLM:
