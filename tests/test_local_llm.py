@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from contextlib import aclosing
@@ -126,3 +128,23 @@ def test_missing_model_file_is_a_clear_error() -> None:
 
 def test_is_an_llm() -> None:
     assert isinstance(LlamaCppLLM(), LLM)
+
+
+ABANDON = """
+import anyio
+from voicepipe.providers.base import Message
+from voicepipe.providers.local import LlamaCppLLM
+
+async def main():
+    llm = LlamaCppLLM(max_tokens=200)
+    async for _ in llm.stream([Message("user", "Tell me a long story.")]):
+        break  # no aclose: the generator is finalised by the loop, or not at all
+
+anyio.run(main)
+"""
+
+
+def test_a_stream_left_unclosed_does_not_crash_the_process_at_exit() -> None:
+    # A thread still inside llama.cpp at interpreter exit aborts the process.
+    done = subprocess.run([sys.executable, "-c", ABANDON], capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
