@@ -10,6 +10,7 @@ from voicepipe.events import (
     AssistantReply,
     AudioChunk,
     ErrorEvent,
+    Event,
     Finish,
     Session,
     StartControl,
@@ -44,13 +45,27 @@ def test_audio_is_binary_on_the_wire() -> None:
 
 
 def test_json_events_roundtrip() -> None:
-    events = [
+    events: list[Event] = [
         Session(session_id="s1", input_format=AudioFormat(), output_format=AudioFormat(24000)),
         ErrorEvent(stage="llm", message="rate limited", recoverable=True),
         AssistantReply(content="Hi", interrupted=True),
     ]
     for event in events:
         assert event_from_json(str(to_wire(event))) == event
+
+
+def test_audio_is_not_json_and_junk_is_a_protocol_error() -> None:
+    with pytest.raises(ProtocolError, match="binary frames"):
+        event_from_json('{"type": "audio", "audio": "", "format": {}}')
+    with pytest.raises(ProtocolError, match="not a voicepipe event"):
+        event_from_json('{"type": "nope"}')
+
+
+def test_events_are_frozen_and_audio_stays_out_of_reprs() -> None:
+    chunk = AudioChunk(audio=b"\x00" * 100, format=AudioFormat())
+    assert "audio=" not in repr(chunk)
+    with pytest.raises(AttributeError):
+        chunk.audio = b""  # type: ignore[misc]
 
 
 def test_parse_control_messages() -> None:

@@ -1,6 +1,7 @@
 """What a session emits, and the messages a client sends back.
 
-Every event is a small frozen pydantic model with a ``type`` string. On the
+Every event is a small frozen dataclass with a ``type`` string (a class
+attribute, so it is not a constructor argument). On the
 wire (see ``docs/events.md``) audio goes as binary frames of raw PCM16 and
 everything else as one JSON text frame per event. The original voice
 assistant's types (``transcript_interim``, ``transcript_final``,
@@ -10,9 +11,8 @@ assistant's types (``transcript_interim``, ``transcript_final``,
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Literal
 
 from voicepipe.audio import AudioFormat
 from voicepipe.errors import ProtocolError, Stage
@@ -43,80 +43,104 @@ __all__ = [
 ]
 
 
-class _Event(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Event:
+    """Base of all events: a frozen dataclass tagged with its wire ``type``."""
+
+    type: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form: a dict with ``type`` first (audio formats as dicts)."""
+        out: dict[str, Any] = {"type": self.type}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = _format_dict(value) if isinstance(value, AudioFormat) else value
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Session(_Event):
     """First event of every session: its id and the audio formats in and out."""
 
-    type: Literal["session"] = "session"
+    type: ClassVar[Literal["session"]] = "session"
     session_id: str
     input_format: AudioFormat
     output_format: AudioFormat | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SpeechStarted(_Event):
     """The user started speaking (may interrupt the assistant)."""
 
-    type: Literal["speech_started"] = "speech_started"
+    type: ClassVar[Literal["speech_started"]] = "speech_started"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TranscriptInterim(_Event):
     """A provisional transcript of what the user is saying; later ones replace it."""
 
-    type: Literal["transcript_interim"] = "transcript_interim"
+    type: ClassVar[Literal["transcript_interim"]] = "transcript_interim"
     content: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TranscriptFinal(_Event):
     """A settled piece of the user's turn."""
 
-    type: Literal["transcript_final"] = "transcript_final"
+    type: ClassVar[Literal["transcript_final"]] = "transcript_final"
     content: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class UserTurn(_Event):
     """The user finished their turn; ``content`` is the whole turn's text."""
 
-    type: Literal["user_turn"] = "user_turn"
+    type: ClassVar[Literal["user_turn"]] = "user_turn"
     content: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AssistantDelta(_Event):
     """A piece of the reply, emitted as it is spoken (with its audio, if any)."""
 
-    type: Literal["assistant_delta"] = "assistant_delta"
+    type: ClassVar[Literal["assistant_delta"]] = "assistant_delta"
     content: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AudioChunk(_Event):
     """Reply audio: raw PCM16 in ``format``. A binary frame on the wire."""
 
-    type: Literal["audio"] = "audio"
-    audio: bytes
+    type: ClassVar[Literal["audio"]] = "audio"
+    audio: bytes = field(repr=False)
     format: AudioFormat
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AssistantReply(_Event):
     """The reply is over; ``content`` is the whole text that was said."""
 
-    type: Literal["assistant"] = "assistant"
+    type: ClassVar[Literal["assistant"]] = "assistant"
     content: str
     interrupted: bool = False
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Interrupted(_Event):
     """The user barged in; the reply stopped. ``content`` is what had been spoken."""
 
-    type: Literal["interrupted"] = "interrupted"
+    type: ClassVar[Literal["interrupted"]] = "interrupted"
     content: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Metrics(_Event):
     """Latency and usage of one turn, in milliseconds and tokens (None: not measured)."""
 
-    type: Literal["metrics"] = "metrics"
+    type: ClassVar[Literal["metrics"]] = "metrics"
     turn: int
     end_of_turn_to_first_token_ms: float | None = None
     end_of_turn_to_first_audio_ms: float | None = None
@@ -126,41 +150,45 @@ class Metrics(_Event):
     completion_tokens: int | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ErrorEvent(_Event):
     """Something failed. ``recoverable`` says whether the session goes on."""
 
-    type: Literal["error"] = "error"
+    type: ClassVar[Literal["error"]] = "error"
     stage: Stage
     message: str
     recoverable: bool = True
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FormProgress(_Event):
     """A form answer was accepted and stored."""
 
-    type: Literal["form_progress"] = "form_progress"
+    type: ClassVar[Literal["form_progress"]] = "form_progress"
     field: str
     value: Any
     answered: int
     total: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FormComplete(_Event):
     """Every field of the form is answered and the form is stored as complete."""
 
-    type: Literal["form_complete"] = "form_complete"
+    type: ClassVar[Literal["form_complete"]] = "form_complete"
     form: str
-    answers: dict[str, Any]
+    answers: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Finish(_Event):
     """Last event of a session."""
 
-    type: Literal["finish"] = "finish"
+    type: ClassVar[Literal["finish"]] = "finish"
     reason: str = "end_of_input"
 
 
-Event = Annotated[
+Event = (
     Session
     | SpeechStarted
     | TranscriptInterim
@@ -174,56 +202,82 @@ Event = Annotated[
     | ErrorEvent
     | FormProgress
     | FormComplete
-    | Finish,
-    Field(discriminator="type"),
-]
+    | Finish
+)
+"""Any event a session emits."""
 
-_event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
+_TYPES: dict[str, type[_Event]] = {
+    cls.type: cls
+    for cls in (
+        Session, SpeechStarted, TranscriptInterim, TranscriptFinal, UserTurn, AssistantDelta,
+        AudioChunk, AssistantReply, Interrupted, Metrics, ErrorEvent, FormProgress,
+        FormComplete, Finish,
+    )
+}  # fmt: skip
 
 
-def to_wire(event: _Event) -> str | bytes:
+def to_wire(event: Event) -> str | bytes:
     """The wire form of an event: raw PCM bytes for audio, a JSON text otherwise."""
     if isinstance(event, AudioChunk):
         return event.audio
-    return event.model_dump_json()
+    return event.to_json()
 
 
 def event_from_json(text: str | bytes) -> Event:
-    """Parse a JSON event frame (what a client receives) back into its model."""
-    return _event_adapter.validate_json(text)
+    """Parse a JSON event frame (what a client receives) back into its event."""
+    try:
+        data = json.loads(text)
+        cls = _TYPES[data.pop("type")]
+        if cls is AudioChunk:
+            raise TypeError("audio travels as binary frames, not JSON")
+        for key in ("input_format", "output_format", "format"):
+            if isinstance(data.get(key), dict):
+                data[key] = AudioFormat(**data[key])
+        event: Event = cls(**data)  # type: ignore[assignment]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ProtocolError(f"not a voicepipe event: {exc}") from exc
+    return event
+
+
+def _format_dict(fmt: AudioFormat) -> dict[str, Any]:
+    return {"sample_rate": fmt.sample_rate, "channels": fmt.channels, "encoding": fmt.encoding}
 
 
 # --- client -> server control messages ---------------------------------------
 
 
-class _Control(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class StartControl(_Control):
+@dataclass(frozen=True, slots=True)
+class StartControl:
     """The client declares the format of the audio it will send."""
 
-    type: Literal["start"] = "start"
     sample_rate: int = 16000
     channels: int = 1
+    type: ClassVar[Literal["start"]] = "start"
 
 
-class StopControl(_Control):
+@dataclass(frozen=True, slots=True)
+class StopControl:
     """The client has no more audio: finish the turn in progress and end."""
 
-    type: Literal["stop"] = "stop"
+    type: ClassVar[Literal["stop"]] = "stop"
 
 
-class TextControl(_Control):
+@dataclass(frozen=True, slots=True)
+class TextControl:
     """A typed user turn, for clients without a microphone."""
 
-    type: Literal["text"] = "text"
     content: str
+    type: ClassVar[Literal["text"]] = "text"
 
 
-Control = Annotated[StartControl | StopControl | TextControl, Field(discriminator="type")]
-_control_adapter: TypeAdapter[Control] = TypeAdapter(Control)
-_CONTROL_TYPES = ("start", "stop", "text")
+Control = StartControl | StopControl | TextControl
+
+# type -> (class, {field: expected type}, required fields)
+_CONTROLS: dict[str, tuple[type[Control], dict[str, type], frozenset[str]]] = {
+    "start": (StartControl, {"sample_rate": int, "channels": int}, frozenset()),
+    "stop": (StopControl, {}, frozenset()),
+    "text": (TextControl, {"content": str}, frozenset({"content"})),
+}
 
 
 def parse_control(raw: str | bytes) -> Control:
@@ -234,13 +288,20 @@ def parse_control(raw: str | bytes) -> Control:
         raise ProtocolError(f"control message is not valid JSON: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise ProtocolError('control message must be a JSON object with a "type" string')
-    if data["type"] not in _CONTROL_TYPES:
+    kind = data.pop("type")
+    if kind not in _CONTROLS:
         raise ProtocolError(
-            f"unknown control message type {data['type']!r}; expected one of "
-            + ", ".join(_CONTROL_TYPES)
+            f"unknown control message type {kind!r}; expected one of " + ", ".join(_CONTROLS)
         )
-    try:
-        return _control_adapter.validate_python(data)
-    except ValidationError as exc:
-        detail = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in exc.errors())
-        raise ProtocolError(f"invalid {data['type']!r} message: {detail}") from exc
+    cls, expected, required = _CONTROLS[kind]
+    problems = [f"{name}: Field required" for name in sorted(required - data.keys())]
+    for name, value in data.items():
+        want = expected.get(name)
+        if want is None:
+            problems.append(f"{name}: Extra inputs are not permitted")
+        elif not isinstance(value, want) or isinstance(value, bool):
+            problems.append(f"{name}: must be {want.__name__}, got {type(value).__name__}")
+    if problems:
+        raise ProtocolError(f"invalid {kind!r} message: " + "; ".join(problems))
+    control: Control = cls(**data)
+    return control

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, TypeVar, runtime_checkable
-
-from pydantic import BaseModel
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, runtime_checkable
 
 from voicepipe.audio import AudioFormat
 from voicepipe.events import ErrorEvent, SpeechStarted, TranscriptFinal, TranscriptInterim, UserTurn
@@ -39,7 +37,10 @@ reconnect, say). A non-recoverable failure is raised as ``ProviderError``."""
 
 Emit = Callable[[STTEvent], Awaitable[None]]
 
-M = TypeVar("M", bound=BaseModel)
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+M = TypeVar("M", bound="BaseModel")
 
 
 @dataclass(frozen=True, slots=True)
