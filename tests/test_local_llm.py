@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from contextlib import aclosing
+from pathlib import Path
 
 import anyio
 import pytest
@@ -148,3 +149,11 @@ def test_a_stream_left_unclosed_does_not_crash_the_process_at_exit() -> None:
     # A thread still inside llama.cpp at interpreter exit aborts the process.
     done = subprocess.run([sys.executable, "-c", ABANDON], capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
+
+
+async def test_a_file_that_is_not_a_model_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_text("not a model")
+    with pytest.raises(ProviderError, match="could not load") as info:
+        await LlamaCppLLM(bad).load()
+    assert not info.value.recoverable

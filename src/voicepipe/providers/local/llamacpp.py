@@ -98,7 +98,9 @@ def _load_server(
             server = xllamacpp.Server(params)
         except Exception as exc:
             raise ProviderError(
-                "llm", f"llama.cpp could not load {path}: {exc}", recoverable=False
+                "llm",
+                f"llama.cpp could not load {path}: {exc} (verbose=True shows its log)",
+                recoverable=False,
             ) from exc
         # The first request pays for setting up its compute buffers (~1.5 s
         # here); pay it now rather than on the user's first turn.
