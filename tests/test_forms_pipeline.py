@@ -24,11 +24,10 @@ from tests.support import silence, utterance
 from tests.test_forms_policy import Script, ok
 from tests.test_forms_store import (
     LEASE,
-    SKIP_NO_POSTGRES,
     FakeClock,
     StoreFactory,
-    postgres_factory,
-    sqlite_factory,
+    open_stores,
+    parametrize_stores,
 )
 from voicepipe.audio import AudioFormat, chunk_pcm
 from voicepipe.events import (
@@ -52,16 +51,7 @@ FORMAT = AudioFormat(16000, 1)
 INTAKE = load_form(Path(__file__).resolve().parent.parent / "examples" / "forms" / "intake.yaml")
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "store_kind" in metafunc.fixturenames:
-        metafunc.parametrize(
-            ("anyio_backend", "store_kind"),
-            [
-                pytest.param("asyncio", "sqlite", id="sqlite-asyncio"),
-                pytest.param("trio", "sqlite", id="sqlite-trio"),
-                pytest.param("asyncio", "postgres", id="postgres", marks=SKIP_NO_POSTGRES),
-            ],
-        )
+pytest_generate_tests = parametrize_stores
 
 
 @pytest.fixture
@@ -71,8 +61,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def stores(store_kind: str, tmp_path: Path, clock: FakeClock) -> AsyncIterator[StoreFactory]:
-    factory = sqlite_factory(tmp_path, clock) if store_kind == "sqlite" else postgres_factory(clock)
-    async for make in factory:
+    async for make in open_stores(store_kind, tmp_path, clock):
         yield make
 
 

@@ -19,11 +19,10 @@ import pytest
 from tests.test_forms_store import (
     INTAKE,
     LEASE,
-    SKIP_NO_POSTGRES,
     FakeClock,
     StoreFactory,
-    postgres_factory,
-    sqlite_factory,
+    open_stores,
+    parametrize_stores,
 )
 from voicepipe.errors import ProviderError
 from voicepipe.events import ErrorEvent, FormComplete, FormProgress
@@ -36,17 +35,7 @@ from voicepipe.providers.fake import FakeLLM
 pytestmark = pytest.mark.anyio
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Tests using ``stores`` run on SQLite (both backends) and PostgreSQL (asyncio only)."""
-    if "store_kind" in metafunc.fixturenames:
-        metafunc.parametrize(
-            ("anyio_backend", "store_kind"),
-            [
-                pytest.param("asyncio", "sqlite", id="sqlite-asyncio"),
-                pytest.param("trio", "sqlite", id="sqlite-trio"),
-                pytest.param("asyncio", "postgres", id="postgres", marks=SKIP_NO_POSTGRES),
-            ],
-        )
+pytest_generate_tests = parametrize_stores
 
 
 @pytest.fixture
@@ -56,8 +45,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def stores(store_kind: str, tmp_path: Path, clock: FakeClock) -> AsyncIterator[StoreFactory]:
-    factory = sqlite_factory(tmp_path, clock) if store_kind == "sqlite" else postgres_factory(clock)
-    async for make in factory:
+    async for make in open_stores(store_kind, tmp_path, clock):
         yield make
 
 

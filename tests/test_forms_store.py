@@ -46,6 +46,7 @@ SKIP_NO_POSTGRES = pytest.mark.skipif(
     reason="VOICEPIPE_TEST_POSTGRES_DSN is not set: `source .ci/postgres.sh` starts a local "
     "PostgreSQL and sets it",
 )
+POSTGRES = [pytest.mark.postgres, SKIP_NO_POSTGRES]
 ASYNCIO_ONLY = pytest.mark.parametrize("anyio_backend", ["asyncio"])
 LEASE = 60.0
 
@@ -121,6 +122,28 @@ async def postgres_factory(clock: FakeClock) -> AsyncIterator[StoreFactory]:
             await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         finally:
             await conn.close()
+
+
+def parametrize_stores(metafunc: pytest.Metafunc) -> None:
+    """``pytest_generate_tests`` for modules whose tests take ``store_kind``: they run on
+    SQLite (asyncio and trio) and PostgreSQL (asyncio only: asyncpg)."""
+    if "store_kind" in metafunc.fixturenames:
+        metafunc.parametrize(
+            ("anyio_backend", "store_kind"),
+            [
+                pytest.param("asyncio", "sqlite", id="sqlite-asyncio"),
+                pytest.param("trio", "sqlite", id="sqlite-trio"),
+                pytest.param("asyncio", "postgres", id="postgres", marks=POSTGRES),
+            ],
+        )
+
+
+async def open_stores(
+    store_kind: str, tmp_path: Path, clock: FakeClock
+) -> AsyncIterator[StoreFactory]:
+    factory = sqlite_factory(tmp_path, clock) if store_kind == "sqlite" else postgres_factory(clock)
+    async for make in factory:
+        yield make
 
 
 # --- the store contract, run on SQLite and on PostgreSQL ------------------------------
@@ -391,6 +414,7 @@ class TestSQLiteStore(StoreContract):
             assert await store.get("s1") is not None
 
 
+@pytest.mark.postgres
 @SKIP_NO_POSTGRES
 @ASYNCIO_ONLY
 class TestPostgresStore(StoreContract):
