@@ -6,6 +6,8 @@ live in :mod:`voicepipe.providers` (``fake``, ``deepgram``, ``groq``,
 ``local``); importing voicepipe never imports a vendor SDK.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from voicepipe.audio import AudioFormat
 from voicepipe.errors import AudioFormatError, ProtocolError, ProviderError, VoicepipeError
 from voicepipe.events import (
@@ -29,7 +31,24 @@ from voicepipe.pipeline import Pipeline
 from voicepipe.policies import ConversationPolicy, Policy, PolicyContext, Reply
 from voicepipe.providers.base import LLM, STT, TTS, Message, Usage
 
+if TYPE_CHECKING:
+    from voicepipe.forms.schema import Form
+    from voicepipe.policies.form import FormPolicy
+
 __version__ = "0.1.0"
+
+# Forms pull in pydantic and validators; they load on first use so that
+# ``import voicepipe`` stays fast.
+_LAZY = {"Form": "voicepipe.forms.schema", "FormPolicy": "voicepipe.policies.form"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'voicepipe' has no attribute {name!r}")
+
 
 __all__ = [
     "LLM",
@@ -44,7 +63,9 @@ __all__ = [
     "ErrorEvent",
     "Event",
     "Finish",
+    "Form",
     "FormComplete",
+    "FormPolicy",
     "FormProgress",
     "Interrupted",
     "Message",
