@@ -200,6 +200,7 @@ def _configure_logging(verbose: bool) -> None:
         logger.setLevel(logging.INFO)
     else:
         new = logging.NullHandler()
+        logger.setLevel(logging.NOTSET)
     setattr(new, "_voicepipe_cli", True)  # noqa: B010
     logger.addHandler(new)
 
