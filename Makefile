@@ -45,7 +45,7 @@ pytest: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest
 
 docs: $(VENV)/.dev-installed
-	$(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python benchmarks/run.py
