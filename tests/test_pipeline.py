@@ -477,3 +477,24 @@ async def test_two_pipelines_share_nothing() -> None:
         for name in ("alpha", "beta", "gamma"):
             tg.start_soon(one, name)
     assert results == {n: [n, n + " again"] for n in ("alpha", "beta", "gamma")}
+
+
+async def test_after_barge_in_paced_audio_does_not_wait_for_the_dropped_audio() -> None:
+    # 60 s of paced reply audio is interrupted after its first chunk; the next
+    # reply must start at once, not after the minute the client threw away.
+    tts = FakeTTS(ms_per_char=4000, chunk_ms=1000)
+    llm = FakeLLM(["Long answer.", "Ok."])
+    stt = FakeSTT(["tell me everything", "stop"])
+    first_audio = anyio.Event()
+    pipeline = Pipeline(stt=stt, llm=llm, tts=tts, realtime_lead=0.5)
+    said: list[str] = []
+    with anyio.fail_after(30):  # a guard against a hang, not a timing assertion
+        async with pipeline.run(gated_turns(2, [first_audio])) as stream:
+            async for event in stream:
+                if isinstance(event, AssistantDelta):
+                    said.append(event.content)
+                elif isinstance(event, AudioChunk):
+                    first_audio.set()
+                    if said[-1] == "Ok.":
+                        break  # the second reply's audio came without waiting
+    assert said == ["Long answer.", "Ok."]

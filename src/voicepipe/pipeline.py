@@ -123,6 +123,7 @@ class _Session:
         if scope is None or state is None or scope.cancel_called:
             return None
         scope.cancel()
+        self.play_until = 0.0  # the client drops what it had buffered
         return Interrupted(content="".join(state.spoken).strip())
 
 
