@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import sys
 import time
 import traceback
 import uuid
@@ -28,11 +29,11 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperGroup
 
 from voicepipe import __version__
 from voicepipe.audio import AudioFormat, chunk_pcm, read_wav, resample, write_wav
 from voicepipe.config import (
-    ConfigError,
     ProviderName,
     ProviderUnavailableError,
     choose,
@@ -94,7 +95,47 @@ MIC_LEAD_S = 0.3
 
 T = TypeVar("T")
 
+
+class _Group(TyperGroup):
+    """The root command: usage errors become one line too (``voicepipe: error: ...``)."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        try:
+            result = super().main(
+                args=args,
+                prog_name=prog_name,
+                complete_var=complete_var,
+                standalone_mode=False,
+                **extra,
+            )
+            code = result if isinstance(result, int) else EXIT_OK
+        except typer.Abort:
+            _print_error("interrupted")
+            code = EXIT_INTERRUPTED
+        except Exception as exc:
+            # Click's exceptions (typer vendors click, so matched by shape, not class).
+            exit_code = getattr(exc, "exit_code", None)
+            if not isinstance(exit_code, int) or not hasattr(exc, "format_message"):
+                raise
+            code = exit_code
+            if type(exc).__name__ != "NoArgsIsHelpError":  # that one has shown the help
+                ctx = getattr(exc, "ctx", None)
+                hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+                _print_error(f"{exc.format_message()}{hint}")
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
 app = typer.Typer(
+    cls=_Group,
     name="voicepipe",
     help="Real-time voice agents: talk to an assistant or fill in a form by voice.",
     no_args_is_help=True,
@@ -152,9 +193,13 @@ def _console(*, stderr: bool = False) -> Console:
     return Console(stderr=stderr, soft_wrap=True, highlight=False)
 
 
+def _print_error(message: str) -> None:
+    one_line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    _console(stderr=True).print(Text.assemble(("voicepipe: error: ", "bold red"), one_line))
+
+
 def _fail(message: str, code: int) -> NoReturn:
-    err = _console(stderr=True)
-    err.print(Text.assemble(("voicepipe: error: ", "bold red"), message))
+    _print_error(message)
     raise typer.Exit(code)
 
 
@@ -172,10 +217,9 @@ def _guard(run: Callable[[], int]) -> None:
         # Raised outside a session: a model that does not load, a refused key at start.
         code = EXIT_SESSION_ERROR if exc.recoverable else EXIT_PROVIDER
         _fail(f"{exc.stage.upper()} failed: {exc.message}", code)
-    except (ConfigError, AudioFormatError) as exc:
-        _fail(str(exc), EXIT_USAGE)
     except VoicepipeError as exc:
-        _fail(str(exc), EXIT_SESSION_ERROR)
+        # ValueError kinds are bad input: a WAV, a form file, settings (ConfigError).
+        _fail(str(exc), EXIT_USAGE if isinstance(exc, ValueError) else EXIT_SESSION_ERROR)
     except KeyboardInterrupt:
         _fail("interrupted", EXIT_INTERRUPTED)
     except Exception as exc:
@@ -433,16 +477,19 @@ class _View:
     Recorded audio is heard faster than it is answered, so a user turn can
     arrive while an earlier reply is still being spoken. The transcript holds
     such a turn back until its own reply starts, so it reads in conversation
-    order (``--json`` prints the events as they come).
+    order (``--json`` prints the events as they come). ``opening``: the
+    policy speaks first (a form's greeting), so turns wait for that too.
     """
 
-    def __init__(self, out: Console, *, as_json: bool, outcome: _Outcome) -> None:
+    def __init__(
+        self, out: Console, *, as_json: bool, outcome: _Outcome, opening: bool = False
+    ) -> None:
         self.out = out
         self.as_json = as_json
         self.outcome = outcome
         self._live: Live | None = None
         self._speaking = False  # a bot line is open (deltas printed inline)
-        self._in_reply = False  # between a reply's first output and its end
+        self._in_reply = opening  # between a reply's first output and its end
         self._waiting: deque[UserTurn] = deque()  # turns heard during a reply
         self._turns_shown = 0
         self._replies_done = 0  # user turns answered (metrics seen)
@@ -902,7 +949,7 @@ def form_run(
         out_console = _console()
         err = _console(stderr=True)
         outcome = _Outcome()
-        view = _View(out_console, as_json=as_json, outcome=outcome)
+        view = _View(out_console, as_json=as_json, outcome=outcome, opening=True)
         if not as_json:
             err.print(
                 f"voicepipe form · {form.title or form.name} ({len(form.fields)} fields) · "

