@@ -31,7 +31,8 @@ from voicepipe.transports.websocket import serve
 with warnings.catch_warnings():
     # Starlette asks for httpx2 instead of httpx with a warning at import (see docs/server.md).
     warnings.simplefilter("ignore")
-    from starlette.testclient import TestClient, WebSocketTestSession
+    from starlette.testclient import TestClient as TestClient
+    from starlette.testclient import WebSocketTestSession
 
 # -- helpers ----------------------------------------------------------------------
 

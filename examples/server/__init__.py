@@ -1,0 +1,1 @@
+"""The voicepipe example server (run: ``uvicorn examples.server.app:app``)."""
