@@ -6,6 +6,7 @@ assert what is printed, what is written and the exit codes.
 
 from __future__ import annotations
 
+import io
 import json
 import wave
 from collections.abc import Sequence
@@ -438,3 +439,53 @@ def test_chat_on_a_bundled_sample_offline(tmp_path: Path) -> None:
     assert "loaded LLM LlamaCppLLM in" in result.stderr
     seconds = wav_seconds(tmp_path / "reply.wav")
     assert 0.3 < seconds < 60
+
+
+def test_transcript_shows_each_turn_just_before_its_reply() -> None:
+    """Turns heard while earlier ones are still being answered are held back."""
+    from rich.console import Console
+
+    from voicepipe.cli import _Outcome, _View
+    from voicepipe.events import (
+        AssistantDelta,
+        AssistantReply,
+        Event,
+        Finish,
+        Metrics,
+        UserTurn,
+    )
+
+    def reply(turn: int | None, text: str) -> list[Event]:
+        events: list[Event] = [AssistantDelta(content=text), AssistantReply(content=text)]
+        return events + ([Metrics(turn=turn)] if turn else [])
+
+    sessions: list[tuple[bool, list[Event]]] = [
+        # both turns heard before the first reply starts
+        (False, [UserTurn(content="one"), UserTurn(content="two"), *reply(1, "1"),
+                 *reply(2, "2"), Finish()]),
+        # the second turn heard during the first reply
+        (False, [UserTurn(content="one"), AssistantDelta(content="1"), UserTurn(content="two"),
+                 AssistantReply(content="1"), Metrics(turn=1), *reply(2, "2"), Finish()]),
+        # an opening line, and a turn heard before it was spoken
+        (True, [UserTurn(content="one"), *reply(None, "0"), *reply(1, "1"), Finish()]),
+        # a turn with no reply at all, and one never answered (the session ended)
+        (False, [UserTurn(content="one"), UserTurn(content="two"), UserTurn(content="three"),
+                 Metrics(turn=1), *reply(2, "2"), Finish(reason="goodbye")]),
+    ]  # fmt: skip
+    expected = [
+        ["you › one", "bot › 1", "you › two", "bot › 2"],
+        ["you › one", "bot › 1", "you › two", "bot › 2"],
+        ["bot › 0", "you › one", "bot › 1"],
+        ["you › one", "you › two", "bot › 2", "you › three"],
+    ]
+    for (opening, events), want in zip(sessions, expected, strict=True):
+        console = Console(record=True, width=200, file=io.StringIO())
+        view = _View(console, as_json=False, outcome=_Outcome(), opening=opening)
+        for event in events:
+            view.show(event)
+        shown = [
+            " ".join(line.split())
+            for line in console.export_text().splitlines()
+            if line.startswith(("you", "bot"))
+        ]
+        assert shown == want

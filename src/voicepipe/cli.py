@@ -537,6 +537,11 @@ class _View:
         self._turns_shown += 1
         self.out.print(Text.assemble(("you  › ", "bold cyan"), event.content))
 
+    @property
+    def _busy(self) -> bool:
+        """A reply is going on or still due: a new user turn must wait to be shown."""
+        return self._in_reply or bool(self._waiting) or self._turns_shown > self._replies_done
+
     def _start_reply(self) -> None:
         """First output of a reply: show the user turn it answers, if held back."""
         if self._in_reply:
@@ -550,7 +555,7 @@ class _View:
         if isinstance(event, AudioChunk | Session | SpeechStarted | TranscriptFinal):
             return
         if isinstance(event, TranscriptInterim):
-            if out.is_terminal and not self._in_reply and not self._waiting:
+            if out.is_terminal and not self._busy:
                 line = Text.assemble(("you  › ", "bold cyan"), (event.content + " …", "dim"))
                 if self._live is None:
                     self._live = Live(line, console=out, transient=True, auto_refresh=False)
@@ -559,7 +564,7 @@ class _View:
             return
         self._stop_live()
         if isinstance(event, UserTurn):
-            if self._in_reply or self._waiting:
+            if self._busy:
                 self._waiting.append(event)
             else:
                 self._show_turn(event)
