@@ -406,7 +406,7 @@ def test_providers_json_marks_the_defaults() -> None:
 def test_version_and_help() -> None:
     assert voicepipe("--version").stdout.startswith("voicepipe 0.")
     help_text = " ".join(voicepipe("chat", "--help").stdout.split())
-    assert "faster than real time, without barge-in" in help_text
+    assert "faster than real time (unless --realtime), without barge-in" in help_text
     assert "Speech-to-text [default:" in help_text  # not eaten as rich markup
 
 
@@ -489,3 +489,11 @@ def test_transcript_shows_each_turn_just_before_its_reply() -> None:
             if line.startswith(("you", "bot"))
         ]
         assert shown == want
+
+
+def test_chat_realtime_feeds_at_the_recording_pace(tmp_path: Path) -> None:
+    wav = recording(tmp_path / "in.wav", 1)
+    result = voicepipe("chat", str(wav), *FAKE, "--realtime", "--json")
+    assert result.exit_code == 0, result.output
+    events = json_events(result)
+    assert [e["content"] for e in events if e["type"] == "assistant"] == ["hello"]

@@ -415,9 +415,14 @@ def _read_input(path: Path) -> tuple[bytes, float]:
     return pcm, STT_FORMAT.duration(len(pcm))
 
 
-async def _recorded(pcm: bytes) -> AsyncIterator[bytes]:
-    """Recorded audio, fed as fast as the STT takes it (not in real time)."""
+async def _recorded(pcm: bytes, *, realtime: bool = False) -> AsyncIterator[bytes]:
+    """Recorded audio, fed as fast as the STT takes it, or at its own pace with ``realtime``."""
+    started = time.perf_counter()
+    sent = 0.0
     for chunk in chunk_pcm(pcm, STT_FORMAT, FEED_CHUNK_MS):
+        if realtime:
+            await anyio.sleep(max(0.0, started + sent - time.perf_counter()))
+            sent += STT_FORMAT.duration(len(chunk))
         yield chunk
         await anyio.lowlevel.checkpoint()
 
@@ -737,16 +742,25 @@ def chat(
         str | None,
         typer.Option("--system", help="System prompt of the assistant.", show_default=False),
     ] = None,
+    realtime: Annotated[
+        bool,
+        typer.Option(
+            "--realtime",
+            help="Feed INPUT.wav at its real pace, like a live caller, so each turn's "
+            "latency is what a live session would see.",
+        ),
+    ] = False,
     as_json: Annotated[bool, _JSON_OPT] = False,
     fake_turns: Annotated[list[str] | None, _FAKE_TURN_OPT] = None,
 ) -> None:
     """Talk to the assistant: the user's turns come from INPUT.wav (or --mic).
 
-    The recording is fed to the STT faster than real time, without barge-in,
-    so every turn is answered in order, even one spoken while the previous
-    reply would still be playing. The transcript, each reply and each turn's
-    latency breakdown are printed, and the replies are written to --out.
-    Saying "goodbye" ends the session.
+    The recording is fed to the STT faster than real time (unless --realtime),
+    without barge-in, so every turn is answered in order, even one spoken
+    while the previous reply would still be playing; a later turn's latency
+    then includes waiting for the earlier replies. The transcript, each reply
+    and each turn's latency breakdown are printed, and the replies are
+    written to --out. Saying "goodbye" ends the session.
     """
 
     def run() -> int:
@@ -776,7 +790,7 @@ def chat(
         async def main() -> None:
             await _load_models(providers, err)
             if devices is None:
-                await _session(providers, policy, _recorded(pcm), view)
+                await _session(providers, policy, _recorded(pcm, realtime=realtime), view)
             else:
                 await _mic_session(providers, policy, view, devices, err)
 
