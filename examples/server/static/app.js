@@ -18,6 +18,7 @@ const state = {
   outFormat: { sample_rate: 24000, channels: 1 },
   playHead: 0, // AudioContext time at which the next reply chunk starts
   playing: new Set(), // AudioBufferSourceNodes scheduled or sounding
+  cutOff: 0, // how many of them an interruption stopped
   sentBytes: 0,
   receivedBytes: 0,
   inRate: 16000,
@@ -65,7 +66,7 @@ async function start() {
   $("mode").disabled = true;
   $("conversation").replaceChildren();
   $("errors").replaceChildren();
-  Object.assign(state, { sentBytes: 0, receivedBytes: 0, events: [], finished: false });
+  Object.assign(state, { sentBytes: 0, receivedBytes: 0, cutOff: 0, events: [], finished: false });
   state.userLine = state.assistantLine = null;
   try {
     // Created on the click, so the browser lets it play sound.
@@ -183,6 +184,7 @@ function stopPlayback() {
   for (const node of state.playing) {
     try {
       node.stop();
+      state.cutOff += 1;
     } catch (err) {
       // already stopped
     }
@@ -261,7 +263,7 @@ function onEvent(event) {
       if (event.content || event.interrupted) assistantLine().textContent = event.content;
       if (event.interrupted) state.assistantLine.classList.add("interrupted");
       state.assistantLine = null;
-      if (!state.finished) setStatus("listening");
+      if (!state.finished && !state.userLine) setStatus("listening");
       break;
     case "interrupted":
       stopPlayback();
@@ -278,7 +280,8 @@ function onEvent(event) {
       break;
     case "metrics":
       if (event.end_of_turn_to_first_audio_ms != null) {
-        $("latency").textContent = `last reply started ${Math.round(event.end_of_turn_to_first_audio_ms)} ms after you stopped`;
+        const ms = Math.round(event.end_of_turn_to_first_audio_ms);
+        $("latency").textContent = ` · last reply started ${ms} ms after you stopped`;
       }
       break;
     case "error":
