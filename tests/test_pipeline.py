@@ -18,6 +18,7 @@ from voicepipe import (
     ErrorEvent,
     Event,
     Finish,
+    FormProgress,
     Interrupted,
     Message,
     Metrics,
@@ -498,3 +499,46 @@ async def test_after_barge_in_paced_audio_does_not_wait_for_the_dropped_audio() 
                     if said[-1] == "Ok.":
                         break  # the second reply's audio came without waiting
     assert said == ["Long answer.", "Ok."]
+
+
+async def test_barge_in_while_the_policy_decides_lets_the_decision_finish() -> None:
+    # A policy that is still deciding (a form answer being judged and stored)
+    # when the user speaks again: the decision completes and its events go
+    # out, but the reply is not spoken over the user.
+    deciding = anyio.Event()
+    release = anyio.Event()
+    done: list[tuple[str, str, bool]] = []
+
+    class Slow(ConversationPolicy):
+        async def on_user_turn(self, text: str, ctx: PolicyContext) -> Reply | None:
+            if text == "my answer":
+                deciding.set()
+                await release.wait()
+                return Reply(
+                    "Stored. Next question?",
+                    events=[FormProgress(field="age", value=42, answered=1, total=3)],
+                )
+            return Reply("Okay.")
+
+        async def on_reply_done(self, text: str, *, spoken: str, interrupted: bool) -> None:
+            done.append((text, spoken, interrupted))
+
+    async def audio() -> AsyncIterator[bytes]:
+        async for chunk in chunks(utterance()):
+            yield chunk
+        await deciding.wait()
+        async for chunk in chunks(tone(200)):  # the user barges in mid-decision
+            yield chunk
+        release.set()
+        async for chunk in chunks(silence(500)):
+            yield chunk
+
+    stt = FakeSTT(["my answer", "wait what"])
+    tts = FakeTTS()
+    async with Pipeline(stt=stt, llm=FakeLLM(), tts=tts, policy=Slow()).run(audio()) as stream:
+        events = await collect(stream)
+    sequence = types(events)
+    assert sequence.index("interrupted") < sequence.index("form_progress")
+    assert of_type(events, FormProgress)[0].value == 42
+    assert done[0] == ("", "", True)  # decided, nothing spoken
+    assert tts.texts == ["Okay."]  # only the reply to "wait what" was spoken

@@ -95,6 +95,8 @@ class _TurnState:
 
     number: int
     ended_at: float | None
+    deciding: bool = False  # the policy is working out the reply: barge-in waits for it
+    interrupted: bool = False
     produced: list[str] = field(default_factory=list)
     spoken: list[str] = field(default_factory=list)
     llm_started: float | None = None
@@ -118,11 +120,18 @@ class _Session:
         await self.send.send(event)
 
     def interrupt(self) -> Interrupted | None:
-        """Cancel the reply in progress, if any, and say what of it was spoken."""
+        """Stop the reply in progress, if any, and say what of it was spoken.
+
+        Barge-in stops speech, never a decision: while the policy is still
+        working out the reply (a form answer being judged and stored), it
+        finishes and its events go out, but nothing is spoken.
+        """
         scope, state = self.reply_scope, self.reply_state
-        if scope is None or state is None or scope.cancel_called:
+        if scope is None or state is None or state.interrupted:
             return None
-        scope.cancel()
+        state.interrupted = True
+        if not state.deciding:
+            scope.cancel()
         self.play_until = 0.0  # the client drops what it had buffered
         return Interrupted(content="".join(state.spoken).strip())
 
@@ -343,14 +352,17 @@ class Pipeline:
         with anyio.CancelScope() as scope:
             session.reply_scope, session.reply_state = scope, state
             try:
+                state.deciding = True
                 if turn is None:
                     reply = await self.policy.start(ctx)
                 else:
                     reply = await self.policy.on_user_turn(turn.text, ctx)
+                state.deciding = False
                 if reply is not None:
                     for event in reply.events:
                         await session.emit(event)
-                    await self._speak(reply.text, session, state)
+                    if not state.interrupted:
+                        await self._speak(reply.text, session, state)
             except ProviderError as exc:
                 await self._error(session, exc.stage, exc.message)
             except Exception as exc:
@@ -358,14 +370,15 @@ class Pipeline:
                 await self._error(session, "policy", f"{type(exc).__name__}: {exc}")
             finally:
                 session.reply_scope = session.reply_state = None
-        interrupted = scope.cancelled_caught
+        interrupted = state.interrupted
         spoken = "".join(state.spoken)
         produced = "".join(state.produced)
         if produced.strip() or interrupted:
             content = spoken if interrupted else produced
             await session.emit(AssistantReply(content=content.strip(), interrupted=interrupted))
         try:
-            await self.policy.on_reply_done(produced, spoken=spoken, interrupted=interrupted)
+            if reply is not None or interrupted:
+                await self.policy.on_reply_done(produced, spoken=spoken, interrupted=interrupted)
         except Exception as exc:
             log.exception("policy failed")
             await self._error(session, "policy", f"{type(exc).__name__}: {exc}")
