@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import wave
 from collections.abc import Sequence
 from pathlib import Path
@@ -260,9 +261,100 @@ def test_a_role_that_a_provider_cannot_fill_is_a_usage_error(tmp_path: Path) -> 
 
 
 def test_mic_without_sounddevice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(__import__("sys").modules, "sounddevice", None)
+    monkeypatch.setitem(sys.modules, "sounddevice", None)
     result = voicepipe("chat", "--mic", *FAKE)
     assert_one_line_error(result, 3, "--mic needs sounddevice: pip install sounddevice")
+
+
+class FakeSoundDevice:
+    """Stands in for the ``sounddevice`` module: a microphone and a speaker.
+
+    The user says each utterance of ``turns`` only once the speaker has played
+    ``heard[i]`` bytes of replies in all (like a person waiting for the
+    answer), and silence otherwise, so there is no barge-in.
+    """
+
+    def __init__(self, turns: int, heard: Sequence[int] = ()) -> None:
+        self.script = [utterance() for _ in range(turns)]
+        self.heard = [0, *heard]
+        self.played = bytearray()
+        device = self
+
+        class RawInputStream:
+            def __init__(self, samplerate: int, channels: int, dtype: str) -> None:
+                assert (samplerate, channels, dtype) == (16000, 1, "int16")
+                self.pending = b""
+                self.said = 0
+
+            def __enter__(self) -> RawInputStream:
+                return self
+
+            def __exit__(self, *exc: object) -> None:
+                pass
+
+            def read(self, frames: int) -> tuple[bytes, bool]:
+                said = self.said
+                due = not self.pending and said < len(device.script)
+                if due and len(device.played) >= device.heard[said]:
+                    self.pending, self.said = device.script[said], said + 1
+                data, self.pending = self.pending[: 2 * frames], self.pending[2 * frames :]
+                return data.ljust(2 * frames, b"\0"), False
+
+        class RawOutputStream:
+            def __init__(self, samplerate: int, channels: int, dtype: str) -> None:
+                assert (samplerate, channels, dtype) == (FAKE_TTS_RATE, 1, "int16")
+
+            def __enter__(self) -> RawOutputStream:
+                return self
+
+            def __exit__(self, *exc: object) -> None:
+                pass
+
+            def write(self, data: bytes) -> None:
+                device.played += data
+
+            def abort(self) -> None:
+                pass
+
+            def start(self) -> None:
+                pass
+
+        self.RawInputStream = RawInputStream
+        self.RawOutputStream = RawOutputStream
+
+    def query_devices(self, kind: str | None = None) -> dict[str, str]:
+        return {"name": f"fake {kind}"}
+
+
+def test_mic_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first_reply = AudioFormat(FAKE_TTS_RATE, 1).bytes_for(1000 * speech_seconds("hi there"))
+    device = FakeSoundDevice(turns=2, heard=[first_reply])
+    monkeypatch.setitem(sys.modules, "sounddevice", device)
+
+    result = voicepipe("chat", "--mic", *FAKE, "--fake-turn=hi there", "--fake-turn=goodbye")
+
+    assert result.exit_code == 0, result.output
+    talk = [line for line in lines(result.stdout) if line.startswith(("you", "bot"))]
+    assert talk == ["you  › hi there", "bot  › hi there", "you  › goodbye", "bot  › Goodbye!"]
+    assert "session finished: goodbye" in result.stdout
+    assert len(device.played) == AudioFormat(FAKE_TTS_RATE, 1).bytes_for(
+        1000 * speech_seconds("hi there", "Goodbye!")
+    )
+    assert wav_seconds(tmp_path / "reply.wav") == pytest.approx(
+        speech_seconds("hi there", "Goodbye!", gaps=1)
+    )
+
+
+def test_mic_without_an_input_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    device = FakeSoundDevice(turns=0)
+
+    def no_input(kind: str | None = None) -> dict[str, str]:
+        raise ValueError(f"No {kind} device matching")
+
+    device.query_devices = no_input  # type: ignore[method-assign]
+    monkeypatch.setitem(sys.modules, "sounddevice", device)
+    result = voicepipe("chat", "--mic", *FAKE)
+    assert_one_line_error(result, 3, "--mic: no audio input device found")
 
 
 def test_a_key_never_shows(tmp_path: Path) -> None:
@@ -451,6 +543,7 @@ def test_transcript_shows_each_turn_just_before_its_reply() -> None:
         AssistantReply,
         Event,
         Finish,
+        Interrupted,
         Metrics,
         UserTurn,
     )
@@ -471,12 +564,18 @@ def test_transcript_shows_each_turn_just_before_its_reply() -> None:
         # a turn with no reply at all, and one never answered (the session ended)
         (False, [UserTurn(content="one"), UserTurn(content="two"), UserTurn(content="three"),
                  Metrics(turn=1), *reply(2, "2"), Finish(reason="goodbye")]),
+        # barge-in: the reply stops, and says so once
+        (False, [UserTurn(content="one"), AssistantDelta(content="1"), Interrupted(content="1"),
+                 UserTurn(content="two"), AssistantReply(content="1", interrupted=True),
+                 Metrics(turn=1), Interrupted(content=""),
+                 AssistantReply(content="", interrupted=True), Metrics(turn=2), Finish()]),
     ]  # fmt: skip
     expected = [
         ["you › one", "bot › 1", "you › two", "bot › 2"],
         ["you › one", "bot › 1", "you › two", "bot › 2"],
         ["bot › 0", "you › one", "bot › 1"],
         ["you › one", "you › two", "bot › 2", "you › three"],
+        ["you › one", "bot › 1 [interrupted]", "you › two", "bot › [interrupted]"],
     ]
     for (opening, events), want in zip(sessions, expected, strict=True):
         console = Console(record=True, width=200, file=io.StringIO())

@@ -585,12 +585,14 @@ class _View:
                 out.print(Text.assemble(("bot  › ", "bold green"), event.content), end="")
                 self._speaking = True
             if event.interrupted:
+                if not self._speaking:
+                    out.print(Text("bot  ›", style="bold green"), end="")
+                    self._speaking = True
                 out.print(Text(" [interrupted]", style="yellow"), end="")
             self._end_speech()
             self._in_reply = False
         elif isinstance(event, Interrupted):
-            self._end_speech()
-            self._in_reply = False
+            pass  # the reply's own `assistant` event (interrupted=True) follows and says so
         elif isinstance(event, Metrics):
             self._end_speech()
             self._in_reply = False
