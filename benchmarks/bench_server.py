@@ -1,0 +1,297 @@
+"""Load test of the example server: how many real-time sessions one server process holds.
+
+N WebSocket clients on 127.0.0.1 stream audio in real time (20 ms chunks, paced)
+to ``examples/server`` running on fake providers in a subprocess. Each client
+speaks ``--turns`` times (400 ms of tone, then silence until the reply is over)
+and measures, per turn, the **reply latency overhead**: from sending the chunk
+that ends its turn (FakeSTT's 300 ms of silence) to the reply's first audio
+frame, minus what the fakes take (``--llm-ttft`` + ``--tts-ttfb``). That is
+the network, the server's queueing, the transport and the pipeline together.
+
+For each N it prints p50/p99 overhead, the server's own figure (the pipeline's
+``end_of_turn_to_first_audio_ms``), how late the clients' sends ran, and the
+server's memory per session (RSS at the peak minus before, over N). It stops
+at the first N whose p99 is over ``--target-ms`` (50) and reports the largest
+N under it. Clients and server share this machine's cores, so the figure is a
+floor for the server alone.
+
+Run: ``python benchmarks/bench_server.py`` (small and quick, CI-safe) or e.g.
+``python benchmarks/bench_server.py --sessions 50,100,200,400,800 --turns 3``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import numpy as np
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+ROOT = Path(__file__).resolve().parent.parent
+RATE = 16000
+CHUNK_S = 0.02
+SILENCE = bytes(int(RATE * CHUNK_S) * 2)
+_t = np.arange(int(RATE * CHUNK_S)) / RATE
+SPEECH = (5000 * np.sin(2 * np.pi * 300 * _t)).astype("<i2").tobytes()
+SPEECH_CHUNKS = 20  # 400 ms
+END_OF_TURN_CHUNKS = 15  # FakeSTT ends a turn after 300 ms of silence
+REPLY = "Sure."
+TURN_TIMEOUT = 10.0
+
+
+# -- the server, in a subprocess ----------------------------------------------------------
+
+
+def serve(llm_ttft: float, tts_ttfb: float) -> None:
+    """Child process: the example server on fake providers; prints its port."""
+    import uvicorn
+
+    sys.path.insert(0, str(ROOT))
+    from examples.server.app import Providers, create_app
+    from examples.server.settings import ServerSettings
+    from voicepipe.providers.fake import FakeLLM, FakeSTT, FakeTTS
+
+    folder = tempfile.TemporaryDirectory(prefix="voicepipe-bench-")
+    settings = ServerSettings(
+        max_sessions=100_000,
+        max_session_seconds=3600,
+        max_audio_bytes=1 << 40,
+        form_store=Path(folder.name) / "forms.db",
+    )
+    providers = Providers(
+        FakeSTT(itertools.repeat("hello there")),
+        FakeLLM(lambda messages: REPLY, ttft=llm_ttft),
+        FakeTTS(ttfb=tts_ttfb),
+        ("fake", "fake", "fake"),
+    )
+    app = create_app(settings, providers=providers)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(4096)  # clients may connect (and wait) from now on
+    print(sock.getsockname()[1], flush=True)
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, ws_ping_interval=None, backlog=4096
+    )
+    with folder:
+        uvicorn.Server(config).run(sockets=[sock])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+# -- the clients --------------------------------------------------------------------------
+
+
+@dataclass
+class Results:
+    overhead_ms: list[float] = field(default_factory=list)
+    server_ms: list[float] = field(default_factory=list)
+    send_lag_ms: list[float] = field(default_factory=list)
+    missed: int = 0
+    failed: int = 0
+
+
+class Client:
+    """One session: speak, wait in silence for the reply, repeat; measure each reply."""
+
+    def __init__(self, ws: ClientConnection, results: Results, provider_s: float) -> None:
+        self.ws = ws
+        self.results = results
+        self.provider_s = provider_s
+        self.turn_ended_at: float | None = None
+        self.replied = anyio.Event()
+
+    async def receive(self) -> None:
+        try:
+            async for message in self.ws:
+                if isinstance(message, bytes):
+                    if self.turn_ended_at is not None:
+                        waited = time.perf_counter() - self.turn_ended_at - self.provider_s
+                        self.results.overhead_ms.append(waited * 1000)
+                        self.turn_ended_at = None
+                    continue
+                event = json.loads(message)
+                if event["type"] == "metrics" and event["end_of_turn_to_first_audio_ms"]:
+                    self.results.server_ms.append(event["end_of_turn_to_first_audio_ms"])
+                elif event["type"] == "assistant":
+                    self.replied.set()
+        except ConnectionClosed:
+            pass
+
+    async def speak(self, turns: int) -> None:
+        clock = time.perf_counter()
+        sent = 0
+
+        async def send(chunk: bytes) -> float:
+            nonlocal sent
+            due = clock + sent * CHUNK_S
+            await anyio.sleep(max(0.0, due - time.perf_counter()))
+            now = time.perf_counter()
+            self.results.send_lag_ms.append((now - due) * 1000)
+            await self.ws.send(chunk)
+            sent += 1
+            return now
+
+        for _ in range(turns):
+            self.replied = anyio.Event()
+            for _ in range(SPEECH_CHUNKS):
+                await send(SPEECH)
+            for index in range(END_OF_TURN_CHUNKS):
+                at = await send(SILENCE)
+                if index == END_OF_TURN_CHUNKS - 1:
+                    self.turn_ended_at = at
+            deadline = time.perf_counter() + TURN_TIMEOUT
+            while not self.replied.is_set() and time.perf_counter() < deadline:
+                await send(SILENCE)
+            if not self.replied.is_set():
+                self.results.missed += 1
+                self.turn_ended_at = None
+            for _ in range(10):  # a breath before the next turn
+                await send(SILENCE)
+        await self.ws.send(json.dumps({"type": "stop"}))
+
+
+async def run_client(
+    address: str, turns: int, delay: float, results: Results, provider_s: float
+) -> None:
+    await anyio.sleep(delay)
+    try:
+        async with connect(
+            f"ws://{address}/listen", proxy=None, compression=None, ping_interval=None
+        ) as ws:
+            client = Client(ws, results, provider_s)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(client.receive)
+                await client.speak(turns)
+    except (OSError, ConnectionClosed) as exc:
+        results.failed += 1
+        print(f"  client failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+async def step(
+    address: str, pid: int, n: int, turns: int, provider_s: float, idle_kib: int
+) -> dict[str, float]:
+    """N clients at once; the figures of their replies, and the server's RSS over idle."""
+    results = Results()
+    peak = rss_kib(pid)
+    cpu, own, wall = cpu_seconds(pid), time.process_time(), time.perf_counter()
+
+    async def sample() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, rss_kib(pid))
+            await anyio.sleep(0.2)
+
+    async with anyio.create_task_group() as outer:
+        outer.start_soon(sample)
+        async with anyio.create_task_group() as clients:
+            for index in range(n):  # spread the starts over one second
+                clients.start_soon(run_client, address, turns, index / n, results, provider_s)
+        outer.cancel_scope.cancel()
+    elapsed = time.perf_counter() - wall
+    cpu_share = (cpu_seconds(pid) - cpu) / elapsed
+    client_share = (time.process_time() - own) / elapsed
+
+    def pct(values: list[float], q: float) -> float:
+        return float(np.percentile(values, q)) if values else float("nan")
+
+    return {
+        "sessions": n,
+        "replies": len(results.overhead_ms),
+        "missed": results.missed,
+        "failed": results.failed,
+        "p50_ms": pct(results.overhead_ms, 50),
+        "p99_ms": pct(results.overhead_ms, 99),
+        "server_p99_ms": pct(results.server_ms, 99),
+        "send_lag_p99_ms": pct(results.send_lag_ms, 99),
+        "kib_per_session": (peak - idle_kib) / n,
+        "server_cpu": cpu_share,
+        "client_cpu": client_share,
+    }
+
+
+async def main(args: argparse.Namespace, address: str, pid: int) -> None:
+    counts = [int(c) for c in args.sessions.split(",")]
+    provider_s = args.llm_ttft + args.tts_ttfb
+    await step(address, pid, 1, 1, provider_s, 0)  # warm-up: imports, first session
+    idle = rss_kib(pid)
+    print(f"server pid {pid}, idle RSS {idle / 1024:.1f} MiB")
+    print(
+        f"{'sessions':>8} {'replies':>7} {'missed':>6} {'p50 ms':>7} {'p99 ms':>7}"
+        f" {'server p99':>10} {'send lag p99':>12} {'KiB/session':>11}"
+        f" {'server CPU':>10} {'client CPU':>10}"
+    )
+    best: dict[str, float] | None = None
+    started = time.perf_counter()
+    for n in counts:
+        if time.perf_counter() - started > args.max_seconds:
+            print(f"(stopped: over the {args.max_seconds:g} s budget)")
+            break
+        row = await step(address, pid, n, args.turns, provider_s, idle)
+        print(
+            f"{n:>8} {row['replies']:>7.0f} {row['missed']:>6.0f} {row['p50_ms']:>7.1f}"
+            f" {row['p99_ms']:>7.1f} {row['server_p99_ms']:>10.1f}"
+            f" {row['send_lag_p99_ms']:>12.1f} {row['kib_per_session']:>11.0f}"
+            f" {row['server_cpu']:>10.0%} {row['client_cpu']:>10.0%}"
+        )
+        if row["missed"] or row["failed"] or not row["p99_ms"] < args.target_ms:
+            break
+        best = row
+    if best is None:
+        print(f"no step had p99 overhead under {args.target_ms:g} ms")
+    else:
+        print(
+            f"most sessions with p99 reply overhead < {args.target_ms:g} ms: "
+            f"{best['sessions']:.0f} (p99 {best['p99_ms']:.1f} ms); "
+            f"memory per session {best['kib_per_session']:.0f} KiB"
+        )
+
+
+def bench(args: argparse.Namespace) -> None:
+    """Start the server in a subprocess, load it, stop it."""
+    flags = ["--llm-ttft", str(args.llm_ttft), "--tts-ttfb", str(args.tts_ttfb)]
+    command = [sys.executable, __file__, "--serve", *flags]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT) as server:
+        try:
+            assert server.stdout is not None
+            address = f"127.0.0.1:{int(server.stdout.readline())}"
+            anyio.run(main, args, address, server.pid, backend_options={"use_uvloop": True})
+        finally:
+            server.terminate()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", default="5,10", help="comma-separated N to try, rising")
+    parser.add_argument("--turns", type=int, default=2, help="turns per session")
+    parser.add_argument("--target-ms", type=float, default=50.0, help="p99 overhead bound")
+    parser.add_argument("--max-seconds", type=float, default=120.0, help="start no step after")
+    parser.add_argument("--llm-ttft", type=float, default=0.0, help="FakeLLM first-token delay")
+    parser.add_argument("--tts-ttfb", type=float, default=0.0, help="FakeTTS first-byte delay")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.serve:
+        serve(arguments.llm_ttft, arguments.tts_ttfb)
+    else:
+        bench(arguments)
