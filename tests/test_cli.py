@@ -78,8 +78,10 @@ def speech_seconds(*texts: str, gaps: int = 0) -> float:
 def assert_one_line_error(result: Result, code: int, *needles: str) -> None:
     assert result.exit_code == code, result.output
     assert "Traceback" not in result.output
-    (line,) = lines(result.stderr)
+    err = lines(result.stderr)
+    line = err[-1]  # after the header line, if any
     assert line.startswith("voicepipe: error: ")
+    assert len(err) == 1 or err[0].startswith("voicepipe ")
     for needle in needles:
         assert needle in line
 
@@ -465,6 +467,11 @@ def test_form_errors(tmp_path: Path) -> None:
     form_run(tmp_path / "forms.db", wav, ["24"], "--session", "real")
     result = voicepipe("form", "export", "--db", "forms.db", "--session", "other")
     assert_one_line_error(result, 2, "no form session 'other' in forms.db")
+    (tmp_path / "junk.db").write_text("not a database at all\n" * 100)
+    result = voicepipe("form", "export", "--db", "junk.db", "--session", "x")
+    assert_one_line_error(result, 2, "junk.db: cannot use it as the answers database")
+    result = form_run(tmp_path / "junk.db", wav, ["24"])
+    assert_one_line_error(result, 2, "junk.db: cannot use it as the answers database")
 
 
 # --- providers, version ----------------------------------------------------------------

@@ -16,7 +16,8 @@ import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -910,6 +911,17 @@ async def _mic_session(
 # --- voicepipe form -------------------------------------------------------------------
 
 
+@contextmanager
+def _database_errors(db: Path) -> Iterator[None]:
+    """A file that is not a usable SQLite database is bad input (exit 2), not a crash."""
+    import sqlite3
+
+    try:
+        yield
+    except (OSError, sqlite3.Error) as exc:
+        raise CliError(f"{db}: cannot use it as the answers database: {exc}") from None
+
+
 @form_app.command("run")
 def form_run(
     form_file: Annotated[
@@ -983,16 +995,16 @@ def form_run(
             from voicepipe.forms import SQLiteFormStore, export_session
             from voicepipe.policies.form import FormPolicy
 
-            await _load_models(providers, err)
             async with SQLiteFormStore(db) as store:
+                with _database_errors(db):
+                    await store.get(session_id)  # a bad file fails here, before the session
+                await _load_models(providers, err)
                 async with FormPolicy(form, store=store, session_id=session_id) as policy:
                     await _session(providers, policy, _recorded(pcm), view, session_id=session_id)
                 record.update(await export_session(store, session_id))
 
-        try:
+        with _database_errors(db):
             _run_async(main)
-        except OSError as exc:
-            raise CliError(f"{db}: {exc}") from None
         if not as_json:
             answered = record.get("answers", {})
             if record.get("status") == "complete":
@@ -1042,10 +1054,8 @@ def form_export(
                 except KeyError:
                     raise CliError(f"no form session {session!r} in {db}") from None
 
-        try:
+        with _database_errors(db):
             text = _run_async(main)
-        except OSError as exc:
-            raise CliError(f"{db}: {exc}") from None
         typer.echo(text)
         return EXIT_OK
 
