@@ -109,6 +109,16 @@ async def test_metrics_per_turn() -> None:
     assert metrics.completion_tokens == 2
 
 
+async def test_fixed_replies_are_not_timed_as_llm_output() -> None:
+    policy = ConversationPolicy(farewell="Bye now.")
+    async with Pipeline(llm=FakeLLM(), tts=FakeTTS(), policy=policy).run_text(["bye"]) as stream:
+        events = await collect(stream)
+    (metrics,) = of_type(events, Metrics)
+    assert metrics.llm_ttft_ms is None
+    assert metrics.end_of_turn_to_first_token_ms is None
+    assert metrics.end_of_turn_to_first_audio_ms is not None
+
+
 async def test_text_mode_needs_no_stt_or_tts() -> None:
     llm = FakeLLM(["Hello back.", "Still here."])
     pipeline = Pipeline(llm=llm, policy=ConversationPolicy(greeting="Welcome!"))

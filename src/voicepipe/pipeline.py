@@ -96,6 +96,7 @@ class _TurnState:
     number: int
     ended_at: float | None
     deciding: bool = False  # the policy is working out the reply: barge-in waits for it
+    timed: bool = True  # the reply text comes from the LLM (not a fixed string)
     interrupted: bool = False
     produced: list[str] = field(default_factory=list)
     spoken: list[str] = field(default_factory=list)
@@ -409,7 +410,10 @@ class Pipeline:
     async def _speak(
         self, text: str | AsyncIterable[str], session: _Session, state: _TurnState
     ) -> None:
+        # Fixed text (a greeting, a form question) is not timed as LLM output.
+        timed = not isinstance(text, str)
         deltas = _aiter([text]) if isinstance(text, str) else text
+        state.timed = timed
         if self.tts is None:
             await self._speak_text(deltas, session, state)
             return
@@ -430,13 +434,13 @@ class Pipeline:
     async def _speak_text(
         self, deltas: AsyncIterable[str], session: _Session, state: _TurnState
     ) -> None:
-        state.llm_started = time.perf_counter()
+        state.llm_started = time.perf_counter() if state.timed else None
         async with _closing(aiter(deltas)) as stream:
             try:
                 async for delta in stream:
                     if not delta:
                         continue
-                    if state.first_token is None:
+                    if state.first_token is None and state.timed:
                         state.first_token = time.perf_counter()
                     state.produced.append(delta)
                     state.spoken.append(delta)
@@ -476,11 +480,11 @@ class Pipeline:
             tg.start_soon(self._synthesize, tts, piece.strip(), audio_send, state)
 
         async with sentences:
-            state.llm_started = time.perf_counter()
+            state.llm_started = time.perf_counter() if state.timed else None
             async with _closing(aiter(deltas)) as stream:
                 try:
                     async for delta in stream:
-                        if state.first_token is None:
+                        if state.first_token is None and state.timed:
                             state.first_token = time.perf_counter()
                         state.produced.append(delta)
                         for piece in splitter.push(delta):

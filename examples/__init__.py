@@ -1,0 +1,1 @@
+"""Runnable examples: a quickstart script, the FastAPI server, forms and audio samples."""
