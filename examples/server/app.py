@@ -150,7 +150,8 @@ class VoiceServer:
         listed origins may open a session from a browser."""
         allowed = self.settings.allowed_origins
         normalized = origin.strip().rstrip("/").lower()
-        return "*" in allowed or normalized in allowed or urlsplit(normalized).netloc == host
+        own = urlsplit(normalized).netloc == (host or "").lower()
+        return "*" in allowed or normalized in allowed or own
 
     @asynccontextmanager
     async def admit(self, websocket: WebSocket) -> AsyncIterator[bool]:
