@@ -16,7 +16,8 @@ N under it. Clients and server share this machine's cores, so the figure is a
 floor for the server alone.
 
 Run: ``python benchmarks/bench_server.py`` (small and quick, CI-safe) or e.g.
-``python benchmarks/bench_server.py --sessions 50,100,200,400,800 --turns 3``.
+``python benchmarks/bench_server.py --sessions 25,50,75,100,150 --turns 4``;
+``--chunk-ms 100`` sends 100 ms frames instead of 20 ms ones.
 """
 
 from __future__ import annotations
@@ -40,12 +41,42 @@ from websockets.exceptions import ConnectionClosed
 
 ROOT = Path(__file__).resolve().parent.parent
 RATE = 16000
-CHUNK_S = 0.02
-SILENCE = bytes(int(RATE * CHUNK_S) * 2)
-_t = np.arange(int(RATE * CHUNK_S)) / RATE
-SPEECH = (5000 * np.sin(2 * np.pi * 300 * _t)).astype("<i2").tobytes()
-SPEECH_CHUNKS = 20  # 400 ms
-END_OF_TURN_CHUNKS = 15  # FakeSTT ends a turn after 300 ms of silence
+SPEECH_MS = 400
+END_OF_TURN_MS = 300  # FakeSTT ends a turn after 300 ms of silence
+
+
+@dataclass(frozen=True)
+class Chunks:
+    """What a client sends, in chunks of ``ms`` milliseconds (a multiple of 20)."""
+
+    ms: int
+
+    @property
+    def seconds(self) -> float:
+        return self.ms / 1000
+
+    @property
+    def silence(self) -> bytes:
+        return bytes(RATE * self.ms // 1000 * 2)
+
+    @property
+    def speech(self) -> bytes:
+        t = np.arange(RATE * self.ms // 1000) / RATE
+        return (5000 * np.sin(2 * np.pi * 300 * t)).astype("<i2").tobytes()
+
+    def count(self, ms: int) -> int:
+        return -(-ms // self.ms)
+
+
+@dataclass(frozen=True)
+class Load:
+    """What every client does: ``turns`` turns in ``chunks``; the fakes take ``provider_s``."""
+
+    turns: int
+    chunks: Chunks
+    provider_s: float
+
+
 REPLY = "Sure."
 TURN_TIMEOUT = 10.0
 
@@ -115,10 +146,10 @@ class Results:
 class Client:
     """One session: speak, wait in silence for the reply, repeat; measure each reply."""
 
-    def __init__(self, ws: ClientConnection, results: Results, provider_s: float) -> None:
+    def __init__(self, ws: ClientConnection, results: Results, load: Load) -> None:
         self.ws = ws
         self.results = results
-        self.provider_s = provider_s
+        self.load = load
         self.turn_ended_at: float | None = None
         self.replied = anyio.Event()
 
@@ -127,7 +158,7 @@ class Client:
             async for message in self.ws:
                 if isinstance(message, bytes):
                     if self.turn_ended_at is not None:
-                        waited = time.perf_counter() - self.turn_ended_at - self.provider_s
+                        waited = time.perf_counter() - self.turn_ended_at - self.load.provider_s
                         self.results.overhead_ms.append(waited * 1000)
                         self.turn_ended_at = None
                     continue
@@ -139,13 +170,16 @@ class Client:
         except ConnectionClosed:
             pass
 
-    async def speak(self, turns: int) -> None:
+    async def speak(self) -> None:
+        chunks = self.load.chunks
+        speech, silence = chunks.speech, chunks.silence
+        end_of_turn = chunks.count(END_OF_TURN_MS)
         clock = time.perf_counter()
         sent = 0
 
         async def send(chunk: bytes) -> float:
             nonlocal sent
-            due = clock + sent * CHUNK_S
+            due = clock + sent * chunks.seconds
             await anyio.sleep(max(0.0, due - time.perf_counter()))
             now = time.perf_counter()
             self.results.send_lag_ms.append((now - due) * 1000)
@@ -153,45 +187,41 @@ class Client:
             sent += 1
             return now
 
-        for _ in range(turns):
+        for _ in range(self.load.turns):
             self.replied = anyio.Event()
-            for _ in range(SPEECH_CHUNKS):
-                await send(SPEECH)
-            for index in range(END_OF_TURN_CHUNKS):
-                at = await send(SILENCE)
-                if index == END_OF_TURN_CHUNKS - 1:
+            for _ in range(chunks.count(SPEECH_MS)):
+                await send(speech)
+            for index in range(end_of_turn):
+                at = await send(silence)
+                if index == end_of_turn - 1:
                     self.turn_ended_at = at
             deadline = time.perf_counter() + TURN_TIMEOUT
             while not self.replied.is_set() and time.perf_counter() < deadline:
-                await send(SILENCE)
+                await send(silence)
             if not self.replied.is_set():
                 self.results.missed += 1
                 self.turn_ended_at = None
-            for _ in range(10):  # a breath before the next turn
-                await send(SILENCE)
+            for _ in range(chunks.count(200)):  # a breath before the next turn
+                await send(silence)
         await self.ws.send(json.dumps({"type": "stop"}))
 
 
-async def run_client(
-    address: str, turns: int, delay: float, results: Results, provider_s: float
-) -> None:
+async def run_client(address: str, load: Load, delay: float, results: Results) -> None:
     await anyio.sleep(delay)
     try:
         async with connect(
             f"ws://{address}/listen", proxy=None, compression=None, ping_interval=None
         ) as ws:
-            client = Client(ws, results, provider_s)
+            client = Client(ws, results, load)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(client.receive)
-                await client.speak(turns)
+                await client.speak()
     except (OSError, ConnectionClosed) as exc:
         results.failed += 1
         print(f"  client failed: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
-async def step(
-    address: str, pid: int, n: int, turns: int, provider_s: float, idle_kib: int
-) -> dict[str, float]:
+async def step(address: str, pid: int, n: int, load: Load, idle_kib: int) -> dict[str, float]:
     """N clients at once; the figures of their replies, and the server's RSS over idle."""
     results = Results()
     peak = rss_kib(pid)
@@ -207,7 +237,7 @@ async def step(
         outer.start_soon(sample)
         async with anyio.create_task_group() as clients:
             for index in range(n):  # spread the starts over one second
-                clients.start_soon(run_client, address, turns, index / n, results, provider_s)
+                clients.start_soon(run_client, address, load, index / n, results)
         outer.cancel_scope.cancel()
     elapsed = time.perf_counter() - wall
     cpu_share = (cpu_seconds(pid) - cpu) / elapsed
@@ -233,8 +263,8 @@ async def step(
 
 async def main(args: argparse.Namespace, address: str, pid: int) -> None:
     counts = [int(c) for c in args.sessions.split(",")]
-    provider_s = args.llm_ttft + args.tts_ttfb
-    await step(address, pid, 1, 1, provider_s, 0)  # warm-up: imports, first session
+    load = Load(args.turns, Chunks(args.chunk_ms), args.llm_ttft + args.tts_ttfb)
+    await step(address, pid, 1, Load(1, load.chunks, load.provider_s), 0)  # warm-up
     idle = rss_kib(pid)
     print(f"server pid {pid}, idle RSS {idle / 1024:.1f} MiB")
     print(
@@ -248,7 +278,7 @@ async def main(args: argparse.Namespace, address: str, pid: int) -> None:
         if time.perf_counter() - started > args.max_seconds:
             print(f"(stopped: over the {args.max_seconds:g} s budget)")
             break
-        row = await step(address, pid, n, args.turns, provider_s, idle)
+        row = await step(address, pid, n, load, idle)
         print(
             f"{n:>8} {row['replies']:>7.0f} {row['missed']:>6.0f} {row['p50_ms']:>7.1f}"
             f" {row['p99_ms']:>7.1f} {row['server_p99_ms']:>10.1f}"
@@ -285,6 +315,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", default="5,10", help="comma-separated N to try, rising")
     parser.add_argument("--turns", type=int, default=2, help="turns per session")
+    parser.add_argument("--chunk-ms", type=int, default=20, help="audio per frame (20, 40, ...)")
     parser.add_argument("--target-ms", type=float, default=50.0, help="p99 overhead bound")
     parser.add_argument("--max-seconds", type=float, default=120.0, help="start no step after")
     parser.add_argument("--llm-ttft", type=float, default=0.0, help="FakeLLM first-token delay")

@@ -272,7 +272,10 @@ async def _put(stream: MemoryObjectSendStream[T], item: T) -> None:
     if not item:
         return
     with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-        await stream.send(item)
+        try:
+            stream.send_nowait(item)  # the common case: no trip through the event loop
+        except anyio.WouldBlock:
+            await stream.send(item)  # the pipeline is behind: wait (and stop reading)
 
 
 def _query_format(query: Mapping[str, str], default: AudioFormat) -> AudioFormat:
