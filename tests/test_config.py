@@ -230,9 +230,10 @@ def test_cloud_providers_are_built_with_the_key(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("DEEPGRAM_API_KEY", SECRET)
     monkeypatch.setenv("GROQ_API_KEY", SECRET)
     settings = Settings()
-    stt, llm, tts = (make(name, settings) for make, name in zip(
-        (make_stt, make_llm, make_tts), choose(settings), strict=True
-    ))  # fmt: skip
+    stt_name, llm_name, tts_name = choose(settings)
+    stt = make_stt(stt_name, settings)
+    llm = make_llm(llm_name, settings)
+    tts = make_tts(tts_name, settings)
     assert [type(p).__name__ for p in (stt, llm, tts)] == ["DeepgramSTT", "GroqLLM", "DeepgramTTS"]
     groq_stt = make_stt("groq", settings)
     assert type(groq_stt).__name__ == "GroqSTT"
