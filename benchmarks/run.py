@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
+import tracemalloc
 from collections.abc import AsyncIterator, Sequence
 
 import anyio
@@ -133,9 +134,7 @@ def nominal_provider_time() -> float:
 # -- 3. concurrent sessions ------------------------------------------------------
 
 
-async def concurrent_sessions(
-    n: int, seconds: float, chunk_ms: int = CHUNK_MS, peak_rss: list[int] | None = None
-) -> float:
+async def concurrent_sessions(n: int, seconds: float, chunk_ms: int = CHUNK_MS) -> float:
     """p99 input lag (s) of n sessions each streaming real-time audio in chunk_ms chunks.
 
     Input lag: how late each chunk reaches the pipeline against its real-time
@@ -161,8 +160,6 @@ async def concurrent_sessions(
                 if delay > 0:
                     await anyio.sleep(delay)
                 lags.append(clock() - due)
-                if peak_rss is not None and index == 0 and i % 10 == 0:
-                    peak_rss.append(rss_kib())
                 yield cycle[(i + index) % len(cycle)]
 
         llm = FakeLLM(lambda messages: "Okay, got it.", ttft=TTFT, token_delay=TOKEN_DELAY)
@@ -180,14 +177,6 @@ async def concurrent_sessions(
         for index in range(n):
             tg.start_soon(session, index)
     return percentile(lags, 99)
-
-
-def rss_kib() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 async def session_ramp(counts: Sequence[int], seconds: float, chunk_ms: int) -> int:
@@ -262,14 +251,13 @@ async def main(quick: bool, loop: str) -> None:
         f"   -> {best20} sessions with 20 ms chunks, {best100} with 100 ms chunks, "
         f"p99 input lag < 20 ms   [target 1,000+]"
     )
-    gc.collect()
-    before = rss_kib()
     count = 100 if quick else 1000
-    peak: list[int] = []
-    await concurrent_sessions(count, 3.0, 100, peak)
-    print(
-        f"   memory: {(max(peak) - before) / count:.0f} KiB RSS per live session ({count} sessions)"
-    )
+    gc.collect()
+    tracemalloc.start()
+    await concurrent_sessions(count, 2.0, 100)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(f"   memory: {peak / count / 1024:.0f} KiB allocated per live session ({count} sessions)")
 
     with_vp, bare = import_time(5 if quick else 9)
     print(
