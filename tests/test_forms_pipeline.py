@@ -115,9 +115,11 @@ async def talk(
     send: MemoryObjectSendStream[None]
     send, heard = anyio.create_memory_object_stream[None](math.inf)
     seen: list[Event] = []
+    judged_turn_seen = anyio.Event()  # the caller has the user_turn being judged
 
     async def kill_when_gated(scope: anyio.CancelScope) -> None:
         await llm.entered.wait()
+        await judged_turn_seen.wait()
         scope.cancel()
 
     async with anyio.create_task_group() as tg, send, heard:
@@ -130,6 +132,9 @@ async def talk(
                         seen.append(event)
                         if isinstance(event, AssistantReply):
                             send.send_nowait(None)
+                        users = sum(isinstance(e, UserTurn) for e in seen)
+                        if llm.gate_at is not None and users >= llm.gate_at:
+                            judged_turn_seen.set()
             finally:
                 if cleanup:
                     await policy.aclose()

@@ -76,6 +76,19 @@ async def _closing(iterable: AsyncIterable[T]) -> AsyncIterator[AsyncIterator[T]
                 await close()
 
 
+async def _put(stream: MemoryObjectSendStream[T], item: T) -> None:
+    """Send ``item``, without a trip through the event loop when there is room.
+
+    anyio's ``send`` always yields to the loop first; on the hot paths (every
+    event, every audio chunk) that trip costs more than the work itself.
+    A full buffer still blocks, so back-pressure is kept.
+    """
+    try:
+        stream.send_nowait(item)
+    except anyio.WouldBlock:
+        await stream.send(item)
+
+
 @dataclass(slots=True)
 class _Turn:
     text: str
@@ -118,7 +131,7 @@ class _Session:
         self.play_until = 0.0
 
     async def emit(self, event: Event) -> None:
-        await self.send.send(event)
+        await _put(self.send, event)
 
     def interrupt(self) -> Interrupted | None:
         """Stop the reply in progress, if any, and say what of it was spoken.
@@ -290,7 +303,7 @@ class Pipeline:
                     return
                 await barge_in()  # a new turn supersedes the reply in progress
                 await session.emit(event)
-                await turns.send(_Turn(event.content, time.perf_counter()))
+                await _put(turns, _Turn(event.content, time.perf_counter()))
                 return
             await session.emit(event)
             if isinstance(event, SpeechStarted):
@@ -465,7 +478,7 @@ class Pipeline:
 
         async def queue(piece: str) -> None:
             if not piece.strip():
-                await sentences.send(_Sentence(piece, None))
+                await _put(sentences, _Sentence(piece, None))
                 return
             audio_send, audio_receive = anyio.create_memory_object_stream[bytes | ErrorEvent](
                 math.inf
@@ -473,7 +486,7 @@ class Pipeline:
             sentence = _Sentence(piece, audio_receive)
             opened.append(sentence)
             try:
-                await sentences.send(sentence)
+                await _put(sentences, sentence)
             except BaseException:
                 audio_send.close()
                 raise
@@ -513,12 +526,12 @@ class Pipeline:
                     async for chunk in chunks:
                         if state.tts_ttfb is None:
                             state.tts_ttfb = round((time.perf_counter() - started) * 1000, 3)
-                        await audio.send(chunk)
+                        await _put(audio, chunk)
             except ProviderError as exc:
-                await audio.send(ErrorEvent(stage=exc.stage, message=exc.message))
+                await _put(audio, ErrorEvent(stage=exc.stage, message=exc.message))
             except Exception as exc:
                 log.exception("TTS failed")
-                await audio.send(ErrorEvent(stage="tts", message=f"{type(exc).__name__}: {exc}"))
+                await _put(audio, ErrorEvent(stage="tts", message=f"{type(exc).__name__}: {exc}"))
 
     async def _play(
         self,
