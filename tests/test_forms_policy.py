@@ -309,6 +309,27 @@ async def test_repeat_and_go_back(store: FormStore) -> None:
     assert len(s.script.extraction_calls) == 2  # commands never reach the LLM
 
 
+async def test_words_after_an_unheard_question_get_the_question_not_a_verdict(
+    store: FormStore,
+) -> None:
+    # The caller barged in before a word of the question was spoken: what they
+    # said next is not an answer to it, so the question is asked, not judged.
+    s = Session(store)
+    await s.start()
+    reply = await s.turn("twenty four", ok(24))
+    await s.policy.on_reply_done(await said(reply), spoken="", interrupted=True)
+    reply = await s.turn("hold on a second")  # no extraction call
+    assert await said(reply) == "What is your e-mail address?"
+    await s.policy.on_reply_done(await said(reply), spoken=await said(reply), interrupted=False)
+    reply = await s.turn("juan at gmail dot com", ok("juan@gmail.com"))
+    assert [e.type for e in reply.events] == ["form_progress"]
+    # A question heard in part is answered as usual.
+    await s.policy.on_reply_done(await said(reply), spoken="What is", interrupted=True)
+    await s.turn("four one five five five five zero one zero zero", ok("+1 415 555 0100"))
+    attempts = [(t.field, t.accepted) for t in await store.attempts("s1")]
+    assert attempts == [("age", True), ("email", True), ("phone", True)]
+
+
 def test_command_and_yes_no_words() -> None:
     assert detect_command("Could you say that again?") == "repeat"
     assert detect_command("Repite, por favor") == "repeat"

@@ -223,6 +223,7 @@ class FormPolicy:
         self._attempts = 0
         self._pending: tuple[Any, str] | None = None  # (value, transcript) awaiting a yes
         self._prompt = ""  # the last question asked, for "repeat"
+        self._unheard = False  # the last reply was interrupted before any of it was spoken
 
     # --- public state -----------------------------------------------------------
 
@@ -296,14 +297,17 @@ class FormPolicy:
             return self._end_busy(ctx, exc)
 
     async def on_reply_done(self, text: str, *, spoken: str, interrupted: bool) -> None:
-        return None
+        # A reply cut off before a word of it was spoken: the caller never heard
+        # the question, so their next words are not an answer to it.
+        self._unheard = interrupted and not spoken.strip()
 
     # --- turn handling ----------------------------------------------------------
 
     async def _handle(self, text: str, ctx: PolicyContext) -> Reply:
         field = self.form.fields[self._current]
         command = detect_command(text) if text else "repeat"
-        if command == "repeat":
+        unheard, self._unheard = self._unheard, False
+        if command == "repeat" or (unheard and command is None):
             return self._say(ctx, self._prompt or field.question)
         if command == "back":
             return self._go_back(ctx)
