@@ -14,14 +14,14 @@ FORMAT = AudioFormat(16000, 1)
 E = TypeVar("E")
 
 
-def tone(ms: int, fmt: AudioFormat = FORMAT, hz: float = 300.0, amplitude: int = 5000) -> bytes:
-    """A sine tone: loud enough to count as speech for FakeSTT and the VADs."""
-    t = np.arange(fmt.sample_rate * ms // 1000) / fmt.sample_rate
+def tone(ms: float, fmt: AudioFormat = FORMAT, hz: float = 300.0, amplitude: int = 5000) -> bytes:
+    """A sine tone (the same on every channel): speech to FakeSTT and the VADs."""
+    t = np.arange(int(fmt.sample_rate * ms / 1000)) / fmt.sample_rate
     mono = (amplitude * np.sin(2 * np.pi * hz * t)).astype("<i2")
     return np.repeat(mono, fmt.channels).tobytes()
 
 
-def silence(ms: int, fmt: AudioFormat = FORMAT) -> bytes:
+def silence(ms: float, fmt: AudioFormat = FORMAT) -> bytes:
     return bytes(fmt.bytes_for(ms))
 
 

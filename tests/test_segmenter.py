@@ -18,6 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests import support
+from tests.support import silence
 from voicepipe.audio import AudioFormat, chunk_pcm
 from voicepipe.errors import ProviderError
 from voicepipe.events import ErrorEvent, SpeechStarted, TranscriptFinal, UserTurn
@@ -37,14 +39,8 @@ FRAME_S = 0.020
 
 
 def tone(ms: float, fmt: AudioFormat = MONO16, freq: float = 440.0, amp: int = 8000) -> bytes:
-    """A sine burst (the same on every channel), loud enough to be speech to any VAD."""
-    t = np.arange(int(fmt.sample_rate * ms / 1000)) / fmt.sample_rate
-    samples = (amp * np.sin(2 * np.pi * freq * t)).astype("<i2")
-    return np.repeat(samples, fmt.channels).tobytes()
-
-
-def silence(ms: float, fmt: AudioFormat = MONO16) -> bytes:
-    return bytes(fmt.bytes_for(ms))
+    """A sine burst, loud enough to be speech to any VAD."""
+    return support.tone(ms, fmt, hz=freq, amplitude=amp)
 
 
 async def stream(pcm: bytes, fmt: AudioFormat = MONO16, ms: float = 20) -> AsyncIterator[bytes]:
