@@ -97,7 +97,8 @@ def test_chat_one_turn(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     out = lines(result.stdout)
     assert out[:2] == ["you  › hello", "bot  › hello"]
-    assert out[2].startswith("     turn 1: end of turn → first audio ")
+    assert out[2].startswith("     turn 1: end of speech → first audio ")
+    assert "(STT endpointing 300 ms) · end of turn → first audio " in out[2]
     assert "LLM first token" in out[2] and "TTS first audio" in out[2]
     assert out[3:] == ["session finished: end_of_input"]
     err = lines(result.stderr)

@@ -51,6 +51,8 @@ async def test_fake_stt_turns_on_speech_and_silence() -> None:
     ]
     assert stt.received_bytes == len(pcm)
     assert stt.closed
+    turns = [e for e in events if isinstance(e, UserTurn)]
+    assert [t.endpoint_ms for t in turns] == [300, 300]  # the silence it waited for
 
 
 async def test_fake_stt_needs_enough_silence_and_ignores_chunking() -> None:

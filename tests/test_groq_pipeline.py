@@ -16,6 +16,7 @@ import httpx
 import pytest
 import respx
 
+from tests.support import silence
 from tests.test_groq_llm import (
     BASE,
     CHAT,
@@ -27,7 +28,7 @@ from tests.test_groq_llm import (
     sse_response,
 )
 from tests.test_groq_stt import TRANSCRIBE, transcription, uploaded_wavs
-from tests.test_segmenter import MONO16, assert_durations, silence, stream, tone
+from tests.test_segmenter import MONO16, assert_durations, stream, tone
 from voicepipe.events import (
     AssistantDelta,
     AssistantReply,

@@ -12,7 +12,8 @@ import httpx
 import pytest
 import respx
 
-from tests.test_segmenter import MONO16, assert_durations, silence, stream, tone
+from tests.support import silence
+from tests.test_segmenter import MONO16, assert_durations, stream, tone
 from voicepipe.audio import AudioFormat, read_wav
 from voicepipe.errors import ProviderError
 from voicepipe.events import ErrorEvent, SpeechStarted, TranscriptFinal, UserTurn

@@ -69,6 +69,10 @@ async def test_sample_transcript_within_25_percent_wer(name: str) -> None:
     assert len(turns) == len(SAMPLES[name]), turns
     for text, turn in zip(SAMPLES[name], turns, strict=True):
         assert wer(text, turn) <= 0.25, (text, turn)
+    # Each turn says how long after the last word it ended: at least the silence waited for.
+    for event in (e for e in events if isinstance(e, UserTurn)):
+        assert event.endpoint_ms is not None
+        assert event.endpoint_ms >= 600
     # Each turn: speech started, interims, then its final text and the turn.
     kinds = [type(e) for e in events]
     assert kinds[0] is SpeechStarted

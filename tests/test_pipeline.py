@@ -92,6 +92,20 @@ async def test_two_turn_conversation_event_order() -> None:
     assert stt.closed and llm.open_streams == 0 and tts.open_streams == 0
 
 
+async def test_metrics_include_the_wait_for_the_end_of_speech() -> None:
+    stt = FakeSTT(["hello"], silence_ms=300)
+    async with Pipeline(stt=stt, llm=FakeLLM(["Hi."]), tts=FakeTTS()).run(
+        chunks(utterance())
+    ) as stream:
+        events = await collect(stream)
+    (metrics,) = of_type(events, Metrics)
+    assert metrics.stt_endpoint_ms == 300
+    assert metrics.end_of_turn_to_first_audio_ms is not None
+    assert metrics.end_of_speech_to_first_audio_ms == pytest.approx(
+        300 + metrics.end_of_turn_to_first_audio_ms, abs=0.01
+    )
+
+
 async def test_metrics_per_turn() -> None:
     llm = FakeLLM(["One. Two."])
     async with Pipeline(llm=llm, tts=FakeTTS()).run_text(["hi"]) as stream:
@@ -107,6 +121,8 @@ async def test_metrics_per_turn() -> None:
         assert value is not None and value >= 0
     assert metrics.end_of_turn_to_first_audio_ms >= metrics.end_of_turn_to_first_token_ms  # type: ignore[operator]
     assert metrics.completion_tokens == 2
+    assert metrics.stt_endpoint_ms is None  # typed turns have no speech to end
+    assert metrics.end_of_speech_to_first_audio_ms is None
 
 
 async def test_fixed_replies_are_not_timed_as_llm_output() -> None:

@@ -110,6 +110,10 @@ async def test_two_turns_with_known_lengths() -> None:
     # pre-roll 200 ms + the burst + post-roll 200 ms, as 16 kHz mono
     assert_durations(batch.durations(), [1.4, 1.0])
     assert all(fmt == MONO16 for _, fmt in batch.segments)
+    # The turn ended after 600 ms of silence (a frame more is fine), then transcription.
+    for turn in (e for e in events if isinstance(e, UserTurn)):
+        assert turn.endpoint_ms is not None
+        assert 600 <= turn.endpoint_ms < 600 + 40 + 1000
     start = MONO16.bytes_for(300)  # the segment starts 200 ms before the burst at 500 ms
     assert batch.segments[0][0] == audio[start : start + len(batch.segments[0][0])]
 

@@ -623,8 +623,15 @@ def _metrics_line(m: Metrics) -> str:
     tokens = ""
     if m.prompt_tokens is not None or m.completion_tokens is not None:
         tokens = f" · tokens {m.prompt_tokens or 0} in / {m.completion_tokens or 0} out"
+    heard = ""
+    if m.end_of_speech_to_first_audio_ms is not None:
+        heard = (
+            f"end of speech → first audio {_ms(m.end_of_speech_to_first_audio_ms)} "
+            f"(STT endpointing {_ms(m.stt_endpoint_ms)}) · "
+        )
     return (
-        f"     turn {m.turn}: end of turn → first audio {_ms(m.end_of_turn_to_first_audio_ms)} "
+        f"     turn {m.turn}: {heard}end of turn → first audio "
+        f"{_ms(m.end_of_turn_to_first_audio_ms)} "
         f"(→ first token {_ms(m.end_of_turn_to_first_token_ms)}, "
         f"LLM first token {_ms(m.llm_ttft_ms)}, TTS first audio {_ms(m.tts_ttfb_ms)}){tokens}"
     )
@@ -634,6 +641,8 @@ def _latency_table(metrics: Sequence[Metrics]) -> Table:
     table = Table(title="latency per turn", title_justify="left", show_edge=False)
     for header in (
         "turn",
+        "end of speech → first audio",
+        "STT endpointing",
         "end of turn → first token",
         "end of turn → first audio",
         "LLM first token",
@@ -649,6 +658,8 @@ def _latency_table(metrics: Sequence[Metrics]) -> Table:
         )
         table.add_row(
             str(m.turn),
+            _ms(m.end_of_speech_to_first_audio_ms),
+            _ms(m.stt_endpoint_ms),
             _ms(m.end_of_turn_to_first_token_ms),
             _ms(m.end_of_turn_to_first_audio_ms),
             _ms(m.llm_ttft_ms),

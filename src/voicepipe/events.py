@@ -96,10 +96,16 @@ class TranscriptFinal(_Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UserTurn(_Event):
-    """The user finished their turn; ``content`` is the whole turn's text."""
+    """The user finished their turn; ``content`` is the whole turn's text.
+
+    ``endpoint_ms``, when the STT knows it, is how long after the last word it
+    ended the turn: the trailing silence it waited for (audio time) plus any
+    transcription after it. A measurement, so it does not take part in ``==``.
+    """
 
     type: ClassVar[Literal["user_turn"]] = "user_turn"
     content: str
+    endpoint_ms: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,10 +144,16 @@ class Interrupted(_Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Metrics(_Event):
-    """Latency and usage of one turn, in milliseconds and tokens (None: not measured)."""
+    """Latency and usage of one turn, in milliseconds and tokens (None: not measured).
+
+    ``end_of_speech_to_first_audio_ms`` is what the user waits: the STT's
+    endpointing (``stt_endpoint_ms``) plus end of turn to first audio.
+    """
 
     type: ClassVar[Literal["metrics"]] = "metrics"
     turn: int
+    end_of_speech_to_first_audio_ms: float | None = None
+    stt_endpoint_ms: float | None = None
     end_of_turn_to_first_token_ms: float | None = None
     end_of_turn_to_first_audio_ms: float | None = None
     llm_ttft_ms: float | None = None

@@ -94,6 +94,7 @@ class _Turn:
     text: str
     ended_at: float
     announce: bool = False  # emit the user_turn event when the reply starts (text mode)
+    endpoint_ms: float | None = None  # the STT's wait after the last word
 
 
 @dataclass(slots=True)
@@ -108,6 +109,7 @@ class _TurnState:
 
     number: int
     ended_at: float | None
+    endpoint_ms: float | None = None
     deciding: bool = False  # the policy is working out the reply: barge-in waits for it
     timed: bool = True  # the reply text comes from the LLM (not a fixed string)
     interrupted: bool = False
@@ -303,7 +305,8 @@ class Pipeline:
                     return
                 await barge_in()  # a new turn supersedes the reply in progress
                 await session.emit(event)
-                await _put(turns, _Turn(event.content, time.perf_counter()))
+                turn = _Turn(event.content, time.perf_counter(), endpoint_ms=event.endpoint_ms)
+                await _put(turns, turn)
                 return
             await session.emit(event)
             if isinstance(event, SpeechStarted):
@@ -360,7 +363,9 @@ class Pipeline:
             if turn.announce:
                 turn.ended_at = time.perf_counter()
                 await session.emit(UserTurn(content=turn.text))
-        state = _TurnState(session.turns, turn.ended_at if turn else None)
+        state = _TurnState(
+            session.turns, turn.ended_at if turn else None, turn.endpoint_ms if turn else None
+        )
         ctx = PolicyContext(self.llm, Usage())
         reply: Reply | None = None
         with anyio.CancelScope() as scope:
@@ -408,10 +413,18 @@ class Pipeline:
         def ms(start: float | None, end: float | None) -> float | None:
             return None if start is None or end is None else round((end - start) * 1000, 3)
 
+        to_audio = ms(state.ended_at, state.first_audio)
+        endpoint = state.endpoint_ms
         return Metrics(
             turn=state.number,
+            end_of_speech_to_first_audio_ms=(
+                round(endpoint + to_audio, 3)
+                if endpoint is not None and to_audio is not None
+                else None
+            ),
+            stt_endpoint_ms=endpoint,
             end_of_turn_to_first_token_ms=ms(state.ended_at, state.first_token),
-            end_of_turn_to_first_audio_ms=ms(state.ended_at, state.first_audio),
+            end_of_turn_to_first_audio_ms=to_audio,
             llm_ttft_ms=ms(state.llm_started, state.first_token),
             tts_ttfb_ms=state.tts_ttfb,
             prompt_tokens=usage.prompt_tokens,

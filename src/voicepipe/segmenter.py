@@ -23,6 +23,7 @@ event loop.
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
@@ -146,6 +147,7 @@ class _Segment:
 
     pcm: bytes
     end_of_turn: bool
+    trailing_ms: float = 0.0  # the silence after the last speech frame that ended it
 
 
 _START = object()  # the "speech started" action
@@ -169,6 +171,7 @@ class _Segmenter:
         pre_roll_ms: int,
         post_roll_ms: int,
     ) -> None:
+        self.frame_ms = frame_ms
         self.silence = max(1, math.ceil(silence_ms / frame_ms))
         self.min_speech = max(1, math.ceil(min_speech_ms / frame_ms))
         self.max_frames = max(1, int(max_segment_ms // frame_ms))
@@ -233,7 +236,8 @@ class _Segmenter:
             keep = len(frames)
         else:
             keep = min(len(frames), speech_end + self.post_roll) if speech_end else 0
-        segment = _Segment(b"".join(frames[:keep]), end_of_turn=end_of_turn)
+        trailing = self.silence_run * self.frame_ms
+        segment = _Segment(b"".join(frames[:keep]), end_of_turn=end_of_turn, trailing_ms=trailing)
         if end_of_turn:
             self._back_to_idle()
         else:
@@ -309,7 +313,7 @@ class SegmentedSTT:
         rate = self.format.sample_rate
         frame_bytes = self.format.bytes_for(vad.frame_ms)
         pending = bytearray()
-        send, receive = anyio.create_memory_object_stream[_Segment](math.inf)
+        send, receive = anyio.create_memory_object_stream[tuple[_Segment, float]](math.inf)
 
         async def feed(pcm: bytes) -> None:
             pending.extend(pcm)
@@ -329,7 +333,7 @@ class SegmentedSTT:
                 await emit(SpeechStarted())
             else:
                 assert isinstance(action, _Segment)
-                send.send_nowait(action)
+                send.send_nowait((action, time.perf_counter()))
 
         try:
             async with anyio.create_task_group() as tg:
@@ -347,19 +351,25 @@ class SegmentedSTT:
             raise
 
     async def _transcribe_segments(
-        self, segments: ObjectReceiveStream[_Segment], emit: Emit
+        self, segments: ObjectReceiveStream[tuple[_Segment, float]], emit: Emit
     ) -> None:
-        """Transcribe queued segments in order; close each turn with its whole text."""
+        """Transcribe queued segments in order; close each turn with its whole text.
+
+        The turn's ``endpoint_ms`` is the trailing silence that ended it plus
+        the time its last segment waited for and spent in transcription.
+        """
         texts: list[str] = []
         async with segments:
-            async for segment in segments:
+            async for segment, queued_at in segments:
                 if segment.pcm:
                     text = await self._transcribe_one(segment.pcm, emit)
                     if text:
                         texts.append(text)
                         await emit(TranscriptFinal(content=text))
                 if segment.end_of_turn and texts:
-                    await emit(UserTurn(content=" ".join(texts)))
+                    waited = (time.perf_counter() - queued_at) * 1000
+                    endpoint = round(segment.trailing_ms + waited, 3)
+                    await emit(UserTurn(content=" ".join(texts), endpoint_ms=endpoint))
                     texts = []
 
     async def _transcribe_one(self, pcm: bytes, emit: Emit) -> str:

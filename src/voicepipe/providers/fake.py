@@ -94,11 +94,12 @@ class FakeSTT:
 
         async def end_turn() -> None:
             nonlocal speech, silence, shown
+            waited = silence * self.window_ms
             speech = silence = shown = 0
             if words:
                 text = " ".join(words)
                 await emit(TranscriptFinal(content=text))
-                await emit(UserTurn(content=text))
+                await emit(UserTurn(content=text, endpoint_ms=waited))
 
         async for chunk in audio:
             self.received_bytes += len(chunk)

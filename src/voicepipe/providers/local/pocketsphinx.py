@@ -186,13 +186,19 @@ class _Turns:
         self.undecoded.clear()
 
     def _end(self) -> list[STTEvent]:
+        started = time.perf_counter()
         self._decode()
         self.decoder.end_utt()
         self.in_speech = False
         text = self._hypothesis()
         if not text:  # a noise, not words
             return []
-        return [TranscriptFinal(content=text), UserTurn(content=text)]
+        # The silence waited for (audio time) plus the final decode (wall time).
+        endpoint = self.silent * self.frame_ms + (time.perf_counter() - started) * 1000
+        return [
+            TranscriptFinal(content=text),
+            UserTurn(content=text, endpoint_ms=round(endpoint, 3)),
+        ]
 
     def _hypothesis(self) -> str:
         hyp = self.decoder.hyp()
