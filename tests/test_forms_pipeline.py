@@ -20,15 +20,13 @@ import pytest
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from pydantic import BaseModel
 
-from tests.support import silence, utterance
-from tests.test_forms_policy import Script, ok
-from tests.test_forms_store import (
+from tests.forms_support import (
     LEASE,
     FakeClock,
     StoreFactory,
-    open_stores,
-    parametrize_stores,
 )
+from tests.support import silence, utterance
+from tests.test_forms_policy import Script, ok
 from voicepipe.audio import AudioFormat, chunk_pcm
 from voicepipe.events import (
     AssistantReply,
@@ -49,20 +47,6 @@ pytestmark = pytest.mark.anyio
 M = TypeVar("M", bound=BaseModel)
 FORMAT = AudioFormat(16000, 1)
 INTAKE = load_form(Path(__file__).resolve().parent.parent / "examples" / "forms" / "intake.yaml")
-
-
-pytest_generate_tests = parametrize_stores
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def stores(store_kind: str, tmp_path: Path, clock: FakeClock) -> AsyncIterator[StoreFactory]:
-    async for make in open_stores(store_kind, tmp_path, clock):
-        yield make
 
 
 class GatedLLM:

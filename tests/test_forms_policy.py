@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
 import pytest
 
-from tests.test_forms_store import (
+from tests.forms_support import (
     INTAKE,
     LEASE,
     FakeClock,
     StoreFactory,
-    open_stores,
-    parametrize_stores,
 )
 from voicepipe.errors import ProviderError
 from voicepipe.events import ErrorEvent, FormComplete, FormProgress
@@ -33,20 +30,6 @@ from voicepipe.providers.base import Message, Usage
 from voicepipe.providers.fake import FakeLLM
 
 pytestmark = pytest.mark.anyio
-
-
-pytest_generate_tests = parametrize_stores
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def stores(store_kind: str, tmp_path: Path, clock: FakeClock) -> AsyncIterator[StoreFactory]:
-    async for make in open_stores(store_kind, tmp_path, clock):
-        yield make
 
 
 @pytest.fixture
