@@ -135,6 +135,13 @@ async def test_utterance_end_ends_the_turn_when_endpointing_never_fires() -> Non
         TranscriptFinal(content="next turn"),
         UserTurn(content="next turn"),
     ]
+    # How long Deepgram had heard past the last word when it ended each turn:
+    # 0.3-0.4 s of audio (it answers after frame 3, we may have read frame 4)
+    # against a last word ending at 0.2 s; then a last word ending with the audio.
+    first, second = (e for e in events if isinstance(e, UserTurn))
+    assert first.endpoint_ms is not None
+    assert 100 <= first.endpoint_ms <= 200
+    assert second.endpoint_ms == 0
 
 
 async def test_first_words_start_speech_once_per_turn_without_vad_events() -> None:

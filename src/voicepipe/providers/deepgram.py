@@ -220,6 +220,11 @@ class _AudioLog:
     def end_seq(self) -> int:
         return self.first_seq + len(self._chunks)
 
+    @property
+    def end_offset(self) -> int:
+        """Byte offset of the end of all audio read so far."""
+        return self.first_offset + self._size
+
     def trim(self, offset: int) -> None:
         """Forget audio that ends at or before byte ``offset`` (it is transcribed)."""
         while self._chunks and self.first_offset + len(self._chunks[0]) <= offset:
@@ -278,7 +283,14 @@ class _Turn:
             self.started = True
             await self.emit(SpeechStarted())
 
-    async def result(self, transcript: str, *, is_final: bool, speech_final: bool) -> None:
+    async def result(
+        self,
+        transcript: str,
+        *,
+        is_final: bool,
+        speech_final: bool,
+        endpoint_ms: float | None = None,
+    ) -> None:
         text = transcript.strip()
         if text:
             await self.speech_started()
@@ -292,16 +304,16 @@ class _Turn:
                 self.segments.append(text)
                 await self.emit(TranscriptFinal(content=text))
             if speech_final:
-                await self.end()
+                await self.end(endpoint_ms)
         elif text:
             # Interim text replaces the previous one, so it carries the whole turn so far.
             await self.emit(TranscriptInterim(content=" ".join([*self.segments, text])))
 
-    async def end(self) -> None:
+    async def end(self, endpoint_ms: float | None = None) -> None:
         """End the turn: report the collected segments, if any, as one user turn."""
         segments, self.segments, self.started = self.segments, [], False
         if segments:
-            await self.emit(UserTurn(content=" ".join(segments)))
+            await self.emit(UserTurn(content=" ".join(segments), endpoint_ms=endpoint_ms))
 
 
 class _Lost(Exception):
@@ -532,12 +544,17 @@ class DeepgramSTT:
                 if closing.is_set():
                     return
                 raise _Lost("closed by Deepgram before the end of input") from None
+            # Audio this connection has been given, on the clock of Deepgram's times:
+            # how far it had heard past the last word is how long it waited.
+            heard = (log.end_offset - origin) / fmt.bytes_per_second
             if isinstance(message, ListenV1Results):
                 alternatives = message.channel.alternatives
+                words = alternatives[0].words if alternatives else None
                 await turn.result(
                     alternatives[0].transcript if alternatives else "",
                     is_final=bool(message.is_final),
                     speech_final=bool(message.speech_final),
+                    endpoint_ms=_waited(heard, words[-1].end) if words else None,
                 )
                 if message.is_final:
                     end = message.start + message.duration
@@ -546,10 +563,15 @@ class DeepgramSTT:
                 await turn.speech_started()
             elif isinstance(message, ListenV1UtteranceEnd):
                 if turn.segments:
-                    await turn.end()
+                    await turn.end(_waited(heard, message.last_word_end))
             elif isinstance(message, ListenV1Error):
                 logger.warning("Deepgram STT error message: %s", message.description)
             # Metadata, binary frames and unknown types (parsed as None): nothing to do.
+
+
+def _waited(heard: float, last_word_end: float) -> float:
+    """Milliseconds of audio Deepgram had after the last word when it ended the turn."""
+    return round(max(0.0, heard - last_word_end) * 1000, 3)
 
 
 def _describe(exc: BaseException) -> str:
