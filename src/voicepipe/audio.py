@@ -87,7 +87,7 @@ class AudioFormat:
                 f"audio chunks must be bytes of raw PCM16, got {type(chunk).__name__}"
             )
         data = bytes(chunk)
-        if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
+        if data.startswith(b"RIFF") and data[8:12] == b"WAVE":
             raise AudioFormatError(
                 "got a WAV file where raw PCM16 was expected; strip the header "
                 "(voicepipe.audio.read_wav does) and send the samples only"
