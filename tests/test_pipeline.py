@@ -568,3 +568,17 @@ async def test_barge_in_while_the_policy_decides_lets_the_decision_finish() -> N
     assert of_type(events, FormProgress)[0].value == 42
     assert done[0] == ("", "", True)  # decided, nothing spoken
     assert tts.texts == ["Okay."]  # only the reply to "wait what" was spoken
+
+
+async def test_session_id_and_a_tiny_event_buffer() -> None:
+    # A one-event buffer only adds back-pressure: every event still arrives, in order.
+    pipeline = Pipeline(
+        llm=FakeLLM(["One. Two. Three."]), tts=FakeTTS(), session_id="call-7", event_buffer=1
+    )
+    async with pipeline.run_text(["hi"]) as stream:
+        events = await collect(stream)
+    session = events[0]
+    assert isinstance(session, Session)
+    assert session.session_id == "call-7"
+    assert [e.content for e in of_type(events, AssistantDelta)] == ["One.", " Two.", " Three."]
+    assert events[-1] == Finish(reason="end_of_input")
