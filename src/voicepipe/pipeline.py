@@ -366,7 +366,7 @@ class Pipeline:
         state = _TurnState(
             session.turns, turn.ended_at if turn else None, turn.endpoint_ms if turn else None
         )
-        ctx = PolicyContext(self.llm, Usage())
+        ctx = PolicyContext(self.llm, Usage(), session.emit)
         reply: Reply | None = None
         with anyio.CancelScope() as scope:
             session.reply_scope, session.reply_state = scope, state

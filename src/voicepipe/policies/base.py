@@ -7,7 +7,7 @@ session and may keep state (history, form progress).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -24,21 +24,34 @@ class Reply:
     ``text`` is a string or a stream of text deltas (an LLM reply). ``events``
     are emitted before the reply is spoken (``form_progress``, say). With
     ``end_session`` the pipeline ends the session with ``finish`` (and
-    ``finish_reason``) once the reply has been spoken.
+    ``finish_reason``) once the reply has been spoken. ``expecting`` names
+    the kind of value the caller's next turn should hold (``"phone"``,
+    ``"email"``, ``"number"``, ...): a hint for end-of-turn detection, since
+    people pause inside phone numbers; None for free speech.
     """
 
     text: str | AsyncIterable[str] = ""
     end_session: bool = False
     events: Sequence[Event] = ()
     finish_reason: str = "policy"
+    expecting: str | None = None
+
+
+async def _discard(event: Event) -> None:
+    """The default ``emit`` of a context made outside a pipeline (tests)."""
 
 
 @dataclass(slots=True)
 class PolicyContext:
-    """What the pipeline lends a policy for one turn."""
+    """What the pipeline lends a policy for one turn.
+
+    ``emit`` sends an event to the session's client at once, in order with
+    the reply (a ``tool_call`` while the reply is being produced, say).
+    """
 
     llm: LLM
     usage: Usage = field(default_factory=Usage)
+    emit: Callable[[Event], Awaitable[None]] = _discard
 
 
 @runtime_checkable
