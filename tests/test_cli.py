@@ -181,10 +181,10 @@ def test_chat_resamples_stereo_input(tmp_path: Path) -> None:
 
 
 def test_chat_session_error_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import voicepipe.cli as cli
+    import voicepipe.cli.loading as loading
 
     failing = FakeLLM([ProviderError("llm", "the model is overloaded")])
-    monkeypatch.setattr(cli, "make_llm", lambda name, settings: failing)
+    monkeypatch.setattr(loading, "make_llm", lambda name, settings: failing)
     wav = recording(tmp_path / "in.wav", 1)
 
     result = voicepipe("chat", str(wav), *FAKE)
@@ -545,7 +545,7 @@ def test_transcript_shows_each_turn_just_before_its_reply() -> None:
     """Turns heard while earlier ones are still being answered are held back."""
     from rich.console import Console
 
-    from voicepipe.cli import _Outcome, _View
+    from voicepipe.cli.view import Outcome, View
     from voicepipe.events import (
         AssistantDelta,
         AssistantReply,
@@ -587,7 +587,7 @@ def test_transcript_shows_each_turn_just_before_its_reply() -> None:
     ]
     for (opening, events), want in zip(sessions, expected, strict=True):
         console = Console(record=True, width=200, file=io.StringIO())
-        view = _View(console, as_json=False, outcome=_Outcome(), opening=opening)
+        view = View(console, as_json=False, outcome=Outcome(), opening=opening)
         for event in events:
             view.show(event)
         shown = [
