@@ -18,11 +18,10 @@ import anyio
 import numpy as np
 import pytest
 
-from examples.server.app import Providers, VoiceServer, create_app
-from examples.server.settings import ServerSettings
 from tests.test_transport_websocket import Fakes, serve_on_loopback
 from voicepipe.audio import AudioFormat, write_wav
 from voicepipe.providers.fake import FakeLLM, FakeSTT, FakeTTS
+from voicepipe.server import Providers, ServerSettings, VoiceServer, create_app
 
 if TYPE_CHECKING:
     from playwright.async_api import Page
@@ -76,7 +75,8 @@ async def voice_page(
     for name in [n for n in os.environ if n.startswith("VOICEPIPE_")]:
         monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)  # no developer's .env
-    settings = ServerSettings(form_store=tmp_path / "forms.db")
+    forms = Path(__file__).parent.parent / "examples" / "forms"
+    settings = ServerSettings(form_store=tmp_path / "forms.db", forms_dir=forms)
     app = create_app(settings, providers=Providers(f.stt, f.llm, f.tts, ("fake",) * 3))
     server: VoiceServer = app.state.server
     async with serve_on_loopback(app) as address, playwright.async_playwright() as pw:

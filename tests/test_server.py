@@ -1,6 +1,7 @@
-"""The example server (examples/server): page, health, the /listen and /forms/{name}
-sessions, and its guards (origin, token, concurrency, budgets), through the TestClient
-and through a real ``websockets`` client against uvicorn on 127.0.0.1."""
+"""The server (voicepipe.server, and examples/server its thin user): page, health, the
+/listen and /forms/{name} sessions, and its guards (origin, token, concurrency, budgets),
+through the TestClient and through a real ``websockets`` client against uvicorn on
+127.0.0.1."""
 
 from __future__ import annotations
 
@@ -21,8 +22,6 @@ import pytest
 from fastapi import FastAPI
 from websockets.typing import Origin
 
-from examples.server.app import Providers, RedactToken, VoiceServer, create_app
-from examples.server.settings import ServerSettings
 from tests.support import FORMAT, utterance
 from tests.test_transport_websocket import (
     Fakes,
@@ -38,8 +37,10 @@ from tests.test_transport_websocket import (
 from voicepipe.audio import chunk_pcm
 from voicepipe.forms import SQLiteFormStore
 from voicepipe.providers.fake import FakeLLM, FakeSTT, FakeTTS
+from voicepipe.server import Providers, RedactToken, ServerSettings, VoiceServer, create_app
 
 ROOT = Path(__file__).parent.parent
+FORMS = ROOT / "examples" / "forms"
 TOKEN = "s3cret-t0ken"
 
 
@@ -58,6 +59,7 @@ def fake_providers(replies: list[str] | None = None, **llm: Any) -> Fakes:
 
 def make_app(tmp_path: Path, f: Fakes, **settings: Any) -> FastAPI:
     settings.setdefault("realtime_lead", 0)
+    settings.setdefault("forms_dir", FORMS)
     config = ServerSettings(form_store=tmp_path / "forms.db", **settings)
     return create_app(config, providers=Providers(f.stt, f.llm, f.tts, ("fake", "fake", "fake")))
 

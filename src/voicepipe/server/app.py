@@ -1,0 +1,171 @@
+"""The server: a FastAPI app with the browser page, the conversation and the form agent.
+
+Routes: ``GET /`` the page (and ``/static/``), ``WS /listen`` free
+conversation, ``WS /forms/{name}`` the form agent over the forms in
+``forms_dir``, ``GET /health``. ``docs/server.md`` has the wire protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, WebSocket
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from voicepipe.audio import AudioFormat
+from voicepipe.forms import Form, FormStore
+from voicepipe.pipeline import Pipeline
+from voicepipe.policies.base import Policy
+from voicepipe.policies.conversation import ConversationPolicy
+from voicepipe.policies.form import FormPolicy
+from voicepipe.server import security
+from voicepipe.server.forms import load_forms, open_store
+from voicepipe.server.providers import Providers
+from voicepipe.server.settings import ServerSettings
+from voicepipe.transports.websocket import serve
+
+__all__ = ["STATIC", "VoiceServer", "create_app"]
+
+log = logging.getLogger("voicepipe.server")
+
+STATIC = Path(__file__).resolve().parent / "static"
+"""The browser page and its scripts (package data: a pip install serves them)."""
+
+
+class VoiceServer:
+    """What the routes share: settings, providers, the forms, their store, open sessions."""
+
+    def __init__(self, settings: ServerSettings, providers: Providers | None) -> None:
+        self.settings = settings
+        self._injected = providers
+        self.providers: Providers | None = providers
+        self.forms: dict[str, Form] = {}
+        self.store: FormStore | None = None
+        self.sessions = 0
+
+    @asynccontextmanager
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            if self._injected is None:
+                self.providers = Providers.from_env()
+                stack.push_async_callback(self.providers.aclose)
+            self.forms = load_forms(self.settings.forms_dir)
+            self.store = await stack.enter_async_context(open_store(self.settings))
+            names = self.providers.names if self.providers else ()
+            log.info("providers %s; forms %s", "/".join(names), ", ".join(self.forms) or "none")
+            yield
+
+    # -- who may connect -------------------------------------------------------
+
+    def refusal(self, websocket: WebSocket) -> tuple[int, str] | None:
+        """Why ``websocket`` may not open a session (close code, reason), or None."""
+        refused = security.refusal(self.settings, websocket)
+        if refused is not None:
+            return refused
+        if self.sessions >= self.settings.max_sessions:
+            return (
+                1013,
+                f"server busy: all {self.settings.max_sessions} sessions in use, retry later",
+            )
+        return None
+
+    @asynccontextmanager
+    async def admit(self, websocket: WebSocket) -> AsyncIterator[bool]:
+        """Count the session while it runs; refuse it (accept, then close) if it may not."""
+        refused = self.refusal(websocket)
+        if refused is not None:
+            code, reason = refused
+            log.info("refused a session: %s", reason)
+            await websocket.accept()
+            await websocket.close(code, reason)
+            yield False
+            return
+        self.sessions += 1
+        try:
+            yield True
+        finally:
+            self.sessions -= 1
+
+    # -- one session -------------------------------------------------------------
+
+    async def run(
+        self, websocket: WebSocket, policy: Policy, session_id: str | None = None
+    ) -> None:
+        assert self.providers is not None, "the app's lifespan has not run"
+        settings = self.settings
+        pipeline = Pipeline(
+            stt=self.providers.stt,
+            llm=self.providers.llm,
+            tts=self.providers.tts,
+            policy=policy,
+            input_format=AudioFormat(settings.sample_rate, 1),
+            realtime_lead=settings.realtime_lead or None,
+            max_chunk_bytes=settings.max_frame_bytes,
+            session_id=session_id,  # a form's: the `session` event tells the client how to resume
+        )
+        await serve(
+            websocket,
+            pipeline,
+            max_frame_bytes=settings.max_frame_bytes,
+            max_seconds=settings.max_session_seconds,
+            max_audio_bytes=settings.max_audio_bytes,
+        )
+
+    def health(self) -> dict[str, Any]:
+        names = self.providers.names if self.providers else ("", "", "")
+        return {
+            "status": "ok",
+            "sessions": self.sessions,
+            "max_sessions": self.settings.max_sessions,
+            "providers": dict(zip(("stt", "llm", "tts"), names, strict=True)),
+            "forms": sorted(self.forms),
+        }
+
+
+def create_app(
+    settings: ServerSettings | None = None, *, providers: Providers | None = None
+) -> FastAPI:
+    """The server. ``settings`` default to the environment's (``VOICEPIPE_*``, ``.env``);
+    ``providers`` (else chosen from the environment at startup) are shared by every
+    session; each session gets its own Pipeline and policy."""
+    server = VoiceServer(settings or ServerSettings(), providers)
+    app = FastAPI(title="voicepipe", lifespan=server.lifespan, docs_url=None, redoc_url=None)
+    app.state.server = server
+    security.redact_uvicorn_logs()
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return server.health()
+
+    @app.websocket("/listen")
+    async def listen(websocket: WebSocket) -> None:
+        async with server.admit(websocket) as admitted:
+            if admitted:
+                await server.run(websocket, ConversationPolicy())
+
+    @app.websocket("/forms/{name}")
+    async def fill_form(websocket: WebSocket, name: str) -> None:
+        async with server.admit(websocket) as admitted:
+            if not admitted:
+                return
+            form = server.forms.get(name)
+            if form is None or server.store is None:
+                await websocket.accept()
+                await websocket.close(1008, f"no form named {name[:40]!r}")
+                return
+            session_id = websocket.query_params.get("session", "")[:200] or uuid.uuid4().hex
+            async with FormPolicy(form, store=server.store, session_id=session_id) as policy:
+                await server.run(websocket, policy, session_id)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

@@ -1,0 +1,60 @@
+"""The server's own settings, from ``VOICEPIPE_*`` environment variables or a ``.env`` file.
+
+Provider keys and choices (``DEEPGRAM_API_KEY``, ``GROQ_API_KEY``,
+``VOICEPIPE_STT``/``_LLM``/``_TTS``) are :class:`voicepipe.config.Settings`;
+these are about serving: who may connect, how much a session may use, where
+form answers are kept.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["ServerSettings"]
+
+
+class ServerSettings(BaseSettings):
+    """Every ``VOICEPIPE_*`` setting of the server, typed and defaulted.
+
+    ``allowed_origins``: comma-separated origins (``https://example.org``)
+    whose pages may open a session, besides the server's own; ``*`` allows
+    any. ``access_token``: when set, clients must send it (``?token=`` or
+    ``Authorization: Bearer``). The limits end or refuse sessions with a
+    close reason that says which. Form answers go to the SQLite file
+    ``form_store``, or to PostgreSQL when ``form_store_dsn`` is set (needed
+    for a form session to resume on any worker); ``form_lease_seconds`` is
+    how long a crashed process can keep a form session from being resumed.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="VOICEPIPE_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    access_token: SecretStr | None = None
+    max_sessions: int = Field(default=50, ge=1)
+    max_session_seconds: float = Field(default=600.0, gt=0)
+    max_audio_bytes: int = Field(default=16000 * 2 * 600, ge=1)  # 10 min at 16 kHz
+    max_frame_bytes: int = Field(default=1 << 20, ge=1024)
+    sample_rate: int = Field(default=16000, ge=8000, le=48000)
+    realtime_lead: float = Field(default=0.2, ge=0)
+    forms_dir: Path = Path("forms")
+    form_store: Path = Path("voicepipe-forms.db")
+    form_store_dsn: SecretStr | None = None
+    form_store_schema: str | None = None
+    form_lease_seconds: float = Field(default=300.0, gt=0)
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else value
+        return tuple(o.strip().rstrip("/").lower() for o in map(str, items) if o.strip())
+
+    @field_validator("access_token", "form_store_dsn")
+    @classmethod
+    def _no_empty_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value().strip() else None
