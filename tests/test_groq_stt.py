@@ -150,9 +150,12 @@ async def test_a_server_error_loses_one_segment_only(
 
     events = await run(stt, stream(audio))
 
-    assert events == [
+    # The failed request may answer before or after the second segment starts,
+    # depending on scheduling; what matters is that only the first is lost.
+    error = ErrorEvent(stage="stt", message="Groq returned HTTP 500: internal error")
+    assert events.index(error) > 0
+    assert [event for event in events if event != error] == [
         SpeechStarted(),
-        ErrorEvent(stage="stt", message="Groq returned HTTP 500: internal error"),
         SpeechStarted(),
         TranscriptFinal(content="second try"),
         UserTurn(content="second try"),
