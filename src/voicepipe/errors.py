@@ -6,6 +6,7 @@ from typing import Literal
 
 __all__ = [
     "AudioFormatError",
+    "PolicyError",
     "ProtocolError",
     "ProviderError",
     "Stage",
@@ -43,3 +44,19 @@ class ProviderError(VoicepipeError):
         self.message = message
         self.recoverable = recoverable
         self.status = status
+
+
+class PolicyError(VoicepipeError):
+    """A policy cannot go on: with this turn, or (``recoverable=False``) with the session.
+
+    The pipeline reports it as an ``error`` event with ``stage`` and the
+    message. A recoverable one ends the turn only; a non-recoverable one
+    (a form session id that belongs to another form, say) ends the session at
+    once: ``error``, then ``finish`` with reason ``"error"``.
+    """
+
+    def __init__(self, message: str, *, stage: Stage = "policy", recoverable: bool = True) -> None:
+        super().__init__(message)
+        self.stage: Stage = stage
+        self.message = message
+        self.recoverable = recoverable

@@ -17,24 +17,18 @@ every provider stream and leaves no task behind.
 from __future__ import annotations
 
 import logging
-import math
-import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import TypeVar
+from dataclasses import dataclass
 
 import anyio
-from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from voicepipe.audio import AudioFormat, Resampler
-from voicepipe.errors import AudioFormatError, ProviderError, Stage
+from voicepipe.audio import AudioFormat
+from voicepipe.errors import AudioFormatError, PolicyError, ProviderError, Stage
 from voicepipe.events import (
-    AssistantDelta,
     AssistantReply,
-    AudioChunk,
     ErrorEvent,
     Event,
     Finish,
@@ -47,46 +41,12 @@ from voicepipe.events import (
 from voicepipe.policies.base import Policy, PolicyContext, Reply
 from voicepipe.policies.conversation import ConversationPolicy
 from voicepipe.providers.base import LLM, STT, TTS, STTEvent, Usage
-from voicepipe.text import SentenceSplitter
+from voicepipe.speaking import ReplyState, Speaker
+from voicepipe.streams import CLOSE_TIMEOUT, aiter_any, closing, put
 
 __all__ = ["Pipeline"]
 
 log = logging.getLogger("voicepipe.pipeline")
-
-T = TypeVar("T")
-
-CLOSE_TIMEOUT = 2.0
-"""Seconds a provider stream gets to close cleanly after a cancellation."""
-
-
-@asynccontextmanager
-async def _closing(iterable: AsyncIterable[T]) -> AsyncIterator[AsyncIterator[T]]:
-    """Iterate ``iterable`` and close it on exit, even when cancelled.
-
-    The close is shielded (for at most ``CLOSE_TIMEOUT``) so a provider can
-    release its HTTP stream or socket cleanly on barge-in.
-    """
-    iterator = aiter(iterable)
-    try:
-        yield iterator
-    finally:
-        close = getattr(iterator, "aclose", None)
-        if close is not None:
-            with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
-                await close()
-
-
-async def _put(stream: MemoryObjectSendStream[T], item: T) -> None:
-    """Send ``item``, without a trip through the event loop when there is room.
-
-    anyio's ``send`` always yields to the loop first; on the hot paths (every
-    event, every audio chunk) that trip costs more than the work itself.
-    A full buffer still blocks, so back-pressure is kept.
-    """
-    try:
-        stream.send_nowait(item)
-    except anyio.WouldBlock:
-        await stream.send(item)
 
 
 @dataclass(slots=True)
@@ -97,43 +57,38 @@ class _Turn:
     endpoint_ms: float | None = None  # the STT's wait after the last word
 
 
-@dataclass(slots=True)
-class _Sentence:
-    text: str
-    audio: MemoryObjectReceiveStream[bytes | ErrorEvent] | None
-
-
-@dataclass(slots=True)
-class _TurnState:
-    """Bookkeeping of one reply: what was produced, what was spoken, when."""
-
-    number: int
-    ended_at: float | None
-    endpoint_ms: float | None = None
-    deciding: bool = False  # the policy is working out the reply: barge-in waits for it
-    timed: bool = True  # the reply text comes from the LLM (not a fixed string)
-    interrupted: bool = False
-    produced: list[str] = field(default_factory=list)
-    spoken: list[str] = field(default_factory=list)
-    llm_started: float | None = None
-    first_token: float | None = None
-    first_audio: float | None = None
-    tts_ttfb: float | None = None
-
-
 class _Session:
-    """Per-run state shared by the listen and respond loops."""
+    """Per-run state shared by the listen and respond loops.
 
-    def __init__(self, send: MemoryObjectSendStream[Event]) -> None:
+    ``scope`` is the whole session's: a consumer that has left (the event
+    stream is closed) cancels it, which ends the session quietly.
+    """
+
+    def __init__(self, send: MemoryObjectSendStream[Event], scope: anyio.CancelScope) -> None:
         self.send = send
+        self.scope = scope
+        self.gone = False  # the consumer closed the event stream
         self.reply_scope: anyio.CancelScope | None = None
-        self.reply_state: _TurnState | None = None
+        self.reply_state: ReplyState | None = None
         self.finish_reason = "end_of_input"
         self.turns = 0
         self.play_until = 0.0
 
     async def emit(self, event: Event) -> None:
-        await _put(self.send, event)
+        """Send ``event`` to the consumer; if it has left, end the session instead.
+
+        Leaving early is a normal end: the emit that finds the stream closed
+        (from any task: the STT's, a reply's) cancels the session rather than
+        failing the stage that happened to be talking.
+        """
+        if self.gone:
+            return
+        try:
+            await put(self.send, event)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self.gone = True
+            self.scope.cancel()
+            await anyio.lowlevel.checkpoint_if_cancelled()
 
     def interrupt(self) -> Interrupted | None:
         """Stop the reply in progress, if any, and say what of it was spoken.
@@ -145,7 +100,7 @@ class _Session:
         scope, state = self.reply_scope, self.reply_state
         if scope is None or state is None or state.interrupted:
             return None
-        state.interrupted = True
+        state.interrupted = True  # the speaker's cut check: nothing of the reply after this
         if not state.deciding:
             scope.cancel()
         self.play_until = 0.0  # the client drops what it had buffered
@@ -219,9 +174,9 @@ class Pipeline:
         """Run a session on typed user turns; each is answered before the next is read."""
 
         async def source(session: _Session, queue: MemoryObjectSendStream[_Turn]) -> None:
-            async with _closing(_aiter(turns)) as texts:
+            async with closing(aiter_any(turns)) as texts:
                 async for text in texts:
-                    await queue.send(_Turn(text, time.perf_counter(), announce=True))
+                    await queue.send(_Turn(text, anyio.current_time(), announce=True))
 
         async with self._run(source, sequential=True) as events:
             yield events
@@ -250,34 +205,58 @@ class Pipeline:
     async def _main(
         self, source: _Source, send: MemoryObjectSendStream[Event], sequential: bool
     ) -> None:
-        session = _Session(send)
-        async with send:
-            await session.emit(
-                Session(
-                    session_id=self.session_id,
-                    input_format=self.input_format,
-                    output_format=self.output_format,
-                )
+        with anyio.CancelScope() as scope:
+            session = _Session(send, scope)
+            async with send:
+                try:
+                    await self._session(session, source, sequential)
+                finally:
+                    await self._close_policy()
+                await session.emit(Finish(reason=session.finish_reason))
+
+    async def _session(self, session: _Session, source: _Source, sequential: bool) -> None:
+        await session.emit(
+            Session(
+                session_id=self.session_id,
+                input_format=self.input_format,
+                output_format=self.output_format,
             )
-            buffer = 0 if sequential else 16
-            turn_send, turn_receive = anyio.create_memory_object_stream[_Turn](buffer)
-            with turn_receive, anyio.CancelScope() as session_scope:
-                async with anyio.create_task_group() as tg:
+        )
+        buffer = 0 if sequential else 16
+        turn_send, turn_receive = anyio.create_memory_object_stream[_Turn](buffer)
+        with turn_receive, anyio.CancelScope() as session_scope:
+            async with anyio.create_task_group() as tg:
 
-                    async def feed() -> None:
-                        # Closing turn_send (end of input) lets the respond loop
-                        # finish the turns in progress, after any fatal error is out.
-                        with turn_send:
-                            try:
-                                await source(session, turn_send)
-                            except ProviderError as exc:
-                                await self._fatal(session, exc.stage, exc.message)
-                                session_scope.cancel()
+                async def feed() -> None:
+                    # Closing turn_send (end of input) lets the respond loop
+                    # finish the turns in progress, after any fatal error is out.
+                    with turn_send:
+                        try:
+                            await source(session, turn_send)
+                        except ProviderError as exc:
+                            await self._fatal(session, exc.stage, exc.message)
+                            session_scope.cancel()
 
-                    tg.start_soon(feed)
-                    await self._respond(session, turn_receive)
-                    tg.cancel_scope.cancel()
-            await session.emit(Finish(reason=session.finish_reason))
+                tg.start_soon(feed)
+                await self._respond(session, turn_receive)
+                tg.cancel_scope.cancel()
+
+    async def _close_policy(self) -> None:
+        """Call the policy's optional ``aclose`` hook: shielded, bounded, never raising."""
+        close = getattr(self.policy, "aclose", None)
+        if close is None:
+            return
+        with anyio.move_on_after(CLOSE_TIMEOUT, shield=True) as scope:
+            try:
+                await close()
+            except Exception:
+                log.exception("session %s: the policy's aclose() failed", self.session_id)
+        if scope.cancelled_caught:
+            log.warning(
+                "session %s: the policy's aclose() took over %s s; abandoned",
+                self.session_id,
+                CLOSE_TIMEOUT,
+            )
 
     async def _fatal(self, session: _Session, stage: Stage, message: str) -> None:
         log.warning("session %s ends: %s failed: %s", self.session_id, stage, message)
@@ -305,14 +284,14 @@ class Pipeline:
                     return
                 await barge_in()  # a new turn supersedes the reply in progress
                 await session.emit(event)
-                turn = _Turn(event.content, time.perf_counter(), endpoint_ms=event.endpoint_ms)
-                await _put(turns, turn)
+                turn = _Turn(event.content, anyio.current_time(), endpoint_ms=event.endpoint_ms)
+                await put(turns, turn)
                 return
             await session.emit(event)
             if isinstance(event, SpeechStarted):
                 await barge_in()
 
-        async with _closing(self._checked(audio, session)) as chunks:
+        async with closing(self._checked(audio, session)) as chunks:
             try:
                 await stt.transcribe(chunks, self.input_format, on_event)
             except ProviderError:
@@ -329,7 +308,7 @@ class Pipeline:
         """The caller's audio, with malformed chunks reported and dropped."""
         check = self.input_format.check_chunk
         limit = self.max_chunk_bytes
-        async with _closing(audio) as iterator:
+        async with closing(audio) as iterator:
             async for chunk in iterator:
                 try:
                     data = check(chunk)
@@ -346,28 +325,35 @@ class Pipeline:
     # -- respond -------------------------------------------------------------
 
     async def _respond(self, session: _Session, turns: AsyncIterable[_Turn]) -> None:
-        reply = await self._reply(session, None)
-        if reply is not None and reply.end_session:
-            session.finish_reason = reply.finish_reason
+        if await self._reply(session, None):
             return
         async for turn in turns:
-            reply = await self._reply(session, turn)
-            if reply is not None and reply.end_session:
-                session.finish_reason = reply.finish_reason
+            if await self._reply(session, turn):
                 return
 
-    async def _reply(self, session: _Session, turn: _Turn | None) -> Reply | None:
-        """Produce and speak one reply (the opening line when ``turn`` is None)."""
+    async def _reply(self, session: _Session, turn: _Turn | None) -> bool:
+        """Produce and speak one reply (the opening line when ``turn`` is None).
+
+        True when the session ends with it (the policy said so, or failed for good).
+        """
         if turn is not None:
             session.turns += 1
             if turn.announce:
-                turn.ended_at = time.perf_counter()
+                turn.ended_at = anyio.current_time()
                 await session.emit(UserTurn(content=turn.text))
-        state = _TurnState(
+        state = ReplyState(
             session.turns, turn.ended_at if turn else None, turn.endpoint_ms if turn else None
         )
         ctx = PolicyContext(self.llm, Usage(), session.emit)
+        speaker = Speaker(
+            tts=self.tts,
+            output_format=self.output_format,
+            realtime_lead=self.realtime_lead,
+            out=session,
+            report=lambda stage, message: self._error(session, stage, message),
+        )
         reply: Reply | None = None
+        fatal: ProviderError | PolicyError | None = None
         with anyio.CancelScope() as scope:
             session.reply_scope, session.reply_state = scope, state
             try:
@@ -381,9 +367,12 @@ class Pipeline:
                     for event in reply.events:
                         await session.emit(event)
                     if not state.interrupted:
-                        await self._speak(reply.text, session, state)
-            except ProviderError as exc:
-                await self._error(session, exc.stage, exc.message)
+                        await speaker.speak(reply.text, state)
+            except (ProviderError, PolicyError) as exc:
+                if exc.recoverable:
+                    await self._error(session, exc.stage, exc.message)
+                else:
+                    fatal = exc
             except Exception as exc:
                 log.exception("policy failed")
                 await self._error(session, "policy", f"{type(exc).__name__}: {exc}")
@@ -392,9 +381,10 @@ class Pipeline:
         interrupted = state.interrupted
         spoken = "".join(state.spoken)
         produced = "".join(state.produced)
-        if produced.strip() or interrupted:
-            content = spoken if interrupted else produced
-            await session.emit(AssistantReply(content=content.strip(), interrupted=interrupted))
+        if spoken.strip() or interrupted:
+            # What the user heard, never more: a sentence the TTS failed on or
+            # text after an LLM failure was produced but not spoken.
+            await session.emit(AssistantReply(content=spoken.strip(), interrupted=interrupted))
         try:
             if reply is not None or interrupted:
                 await self.policy.on_reply_done(produced, spoken=spoken, interrupted=interrupted)
@@ -403,13 +393,19 @@ class Pipeline:
             await self._error(session, "policy", f"{type(exc).__name__}: {exc}")
         if turn is not None:
             await session.emit(self._metrics(state, ctx.usage))
-        return reply
+        if fatal is not None:
+            await self._fatal(session, fatal.stage, fatal.message)
+            return True
+        if reply is not None and reply.end_session:
+            session.finish_reason = reply.finish_reason
+            return True
+        return False
 
     async def _error(self, session: _Session, stage: Stage, message: str) -> None:
         log.warning("session %s: %s failed: %s", self.session_id, stage, message)
         await session.emit(ErrorEvent(stage=stage, message=message, recoverable=True))
 
-    def _metrics(self, state: _TurnState, usage: Usage) -> Metrics:
+    def _metrics(self, state: ReplyState, usage: Usage) -> Metrics:
         def ms(start: float | None, end: float | None) -> float | None:
             return None if start is None or end is None else round((end - start) * 1000, 3)
 
@@ -430,182 +426,3 @@ class Pipeline:
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
         )
-
-    # -- speak ---------------------------------------------------------------
-
-    async def _speak(
-        self, text: str | AsyncIterable[str], session: _Session, state: _TurnState
-    ) -> None:
-        # Fixed text (a greeting, a form question) is not timed as LLM output.
-        timed = not isinstance(text, str)
-        deltas = _aiter([text]) if isinstance(text, str) else text
-        state.timed = timed
-        if self.tts is None:
-            await self._speak_text(deltas, session, state)
-            return
-        sentences_send, sentences = anyio.create_memory_object_stream[_Sentence](1)
-        opened: list[_Sentence] = []  # closed below even if cancelled before being played
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(
-                    self._produce, deltas, self.tts, sentences_send, tg, session, state, opened
-                )
-                with sentences:
-                    await self._play(sentences, self.tts, session, state)
-        finally:
-            for sentence in opened:
-                if sentence.audio is not None:
-                    sentence.audio.close()
-
-    async def _speak_text(
-        self, deltas: AsyncIterable[str], session: _Session, state: _TurnState
-    ) -> None:
-        state.llm_started = time.perf_counter() if state.timed else None
-        async with _closing(aiter(deltas)) as stream:
-            try:
-                async for delta in stream:
-                    if not delta:
-                        continue
-                    if state.first_token is None and state.timed:
-                        state.first_token = time.perf_counter()
-                    state.produced.append(delta)
-                    state.spoken.append(delta)
-                    await session.emit(AssistantDelta(content=delta))
-            except ProviderError as exc:
-                await self._error(session, exc.stage, exc.message)
-            except Exception as exc:
-                await self._error(session, "llm", f"{type(exc).__name__}: {exc}")
-
-    async def _produce(
-        self,
-        deltas: AsyncIterable[str],
-        tts: TTS,
-        sentences: MemoryObjectSendStream[_Sentence],
-        tg: TaskGroup,
-        session: _Session,
-        state: _TurnState,
-        opened: list[_Sentence],
-    ) -> None:
-        """Read the reply text, cut it into sentences, start TTS on each in order."""
-        splitter = SentenceSplitter()
-
-        async def queue(piece: str) -> None:
-            if not piece.strip():
-                await _put(sentences, _Sentence(piece, None))
-                return
-            audio_send, audio_receive = anyio.create_memory_object_stream[bytes | ErrorEvent](
-                math.inf
-            )
-            sentence = _Sentence(piece, audio_receive)
-            opened.append(sentence)
-            try:
-                await _put(sentences, sentence)
-            except BaseException:
-                audio_send.close()
-                raise
-            tg.start_soon(self._synthesize, tts, piece.strip(), audio_send, state)
-
-        async with sentences:
-            state.llm_started = time.perf_counter() if state.timed else None
-            async with _closing(aiter(deltas)) as stream:
-                try:
-                    async for delta in stream:
-                        if state.first_token is None and state.timed:
-                            state.first_token = time.perf_counter()
-                        state.produced.append(delta)
-                        for piece in splitter.push(delta):
-                            await queue(piece)
-                except ProviderError as exc:
-                    await self._error(session, exc.stage, exc.message)
-                    return
-                except Exception as exc:
-                    await self._error(session, "llm", f"{type(exc).__name__}: {exc}")
-                    return
-            rest = splitter.flush()
-            if rest:
-                await queue(rest)
-
-    async def _synthesize(
-        self,
-        tts: TTS,
-        text: str,
-        audio: MemoryObjectSendStream[bytes | ErrorEvent],
-        state: _TurnState,
-    ) -> None:
-        started = time.perf_counter()
-        async with audio:
-            try:
-                async with _closing(tts.synthesize(text)) as chunks:
-                    async for chunk in chunks:
-                        if state.tts_ttfb is None:
-                            state.tts_ttfb = round((time.perf_counter() - started) * 1000, 3)
-                        await _put(audio, chunk)
-            except ProviderError as exc:
-                await _put(audio, ErrorEvent(stage=exc.stage, message=exc.message))
-            except Exception as exc:
-                log.exception("TTS failed")
-                await _put(audio, ErrorEvent(stage="tts", message=f"{type(exc).__name__}: {exc}"))
-
-    async def _play(
-        self,
-        sentences: AsyncIterable[_Sentence],
-        tts: TTS,
-        session: _Session,
-        state: _TurnState,
-    ) -> None:
-        """Emit each sentence's audio in order, its text just before its first chunk."""
-        source = tts.output_format
-        target = self.output_format or source
-        frame = source.frame_size
-        async for sentence in sentences:
-            if sentence.audio is None:
-                state.spoken.append(sentence.text)
-                await session.emit(AssistantDelta(content=sentence.text))
-                continue
-            resampler = Resampler(source, target) if source != target else None
-            carry = b""
-            started = False
-            with sentence.audio:
-                async for item in sentence.audio:
-                    if isinstance(item, ErrorEvent):
-                        await session.emit(item)
-                        continue
-                    data = carry + item
-                    cut = len(data) - len(data) % frame
-                    data, carry = data[:cut], data[cut:]
-                    if resampler is not None:
-                        data = resampler.process(data)
-                    if not data:
-                        continue
-                    if not started:
-                        started = True
-                        state.spoken.append(sentence.text)
-                        await session.emit(AssistantDelta(content=sentence.text))
-                    await self._emit_audio(data, target, session, state)
-            if resampler is not None and started:
-                tail = resampler.flush()
-                if tail:
-                    await self._emit_audio(tail, target, session, state)
-
-    async def _emit_audio(
-        self, data: bytes, fmt: AudioFormat, session: _Session, state: _TurnState
-    ) -> None:
-        if state.first_audio is None:
-            state.first_audio = time.perf_counter()
-        if self.realtime_lead is not None:
-            now = time.perf_counter()
-            session.play_until = max(session.play_until, now)
-            wait = session.play_until - self.realtime_lead - now
-            if wait > 0:
-                await anyio.sleep(wait)
-            session.play_until += fmt.duration(len(data))
-        await session.emit(AudioChunk(audio=data, format=fmt))
-
-
-async def _aiter(items: Iterable[str] | AsyncIterable[str]) -> AsyncIterator[str]:
-    if isinstance(items, AsyncIterable):
-        async for item in items:
-            yield item
-    else:
-        for item in items:
-            yield item

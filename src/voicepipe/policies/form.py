@@ -28,12 +28,13 @@ from typing import Any, Literal
 import anyio
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
 
-from voicepipe.errors import ProviderError
+from voicepipe.errors import PolicyError, ProviderError
 from voicepipe.events import ErrorEvent, Event, FormComplete, FormProgress
 from voicepipe.forms.schema import Field, FieldType, Form
 from voicepipe.forms.store import (
     Answer,
     Attempt,
+    FormMismatchError,
     FormStore,
     SessionBusyError,
     SessionCompleteError,
@@ -463,6 +464,10 @@ class FormPolicy:
         except SessionBusyError as exc:
             self._done = True
             return self._end_busy(ctx, exc)
+        except FormMismatchError as exc:
+            # Not this form's session: no question can be asked; end the call at once.
+            self._done = True
+            raise PolicyError(str(exc), stage="store", recoverable=False) from exc
         except SessionCompleteError:
             self._done = True
             return Reply(

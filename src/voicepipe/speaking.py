@@ -1,0 +1,264 @@
+"""Speaking one reply: text deltas to sentences, sentences to TTS audio, audio to events.
+
+:class:`Speaker` cuts the reply text into sentences, synthesizes the next one
+while the previous one's audio is still going out, and emits each sentence's
+``assistant_delta`` just before its first ``audio``. It keeps the record the
+pipeline reports from: what was produced and what was *spoken* (a sentence
+counts as spoken once its first audio chunk is out; in text mode, each delta).
+
+The cut check: every emit of reply audio or text first looks at
+``state.interrupted``. A barge-in cancels the reply's scope, but a step that
+already holds a chunk (a paced sleep that has just returned, a TTS chunk that
+has already arrived) runs on to its next checkpoint; without the check it
+would emit after the ``interrupted`` event.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterable, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from voicepipe.audio import AudioFormat, Resampler
+from voicepipe.errors import ProviderError, Stage
+from voicepipe.events import AssistantDelta, AudioChunk, ErrorEvent, Event
+from voicepipe.providers.base import TTS
+from voicepipe.streams import aiter_any, closing, put
+from voicepipe.text import SentenceSplitter
+
+__all__ = ["Outlet", "ReplyState", "Speaker"]
+
+log = logging.getLogger("voicepipe.pipeline")
+
+Report = Callable[[Stage, str], Awaitable[None]]
+
+
+class Outlet(Protocol):
+    """Where a reply goes: the session's event stream and its playback clock."""
+
+    play_until: float
+
+    async def emit(self, event: Event) -> None: ...
+
+
+@dataclass(slots=True)
+class ReplyState:
+    """Bookkeeping of one reply: what was produced, what was spoken, when."""
+
+    number: int
+    ended_at: float | None
+    endpoint_ms: float | None = None
+    deciding: bool = False  # the policy is working out the reply: barge-in waits for it
+    timed: bool = True  # the reply text comes from the LLM (not a fixed string)
+    interrupted: bool = False
+    produced: list[str] = field(default_factory=list)
+    spoken: list[str] = field(default_factory=list)
+    llm_started: float | None = None
+    first_token: float | None = None
+    first_audio: float | None = None
+    tts_ttfb: float | None = None
+
+
+@dataclass(slots=True)
+class _Sentence:
+    text: str
+    audio: MemoryObjectReceiveStream[bytes | ErrorEvent] | None
+
+
+class Speaker:
+    """Speaks replies of one session through ``tts`` (or as text without one).
+
+    ``realtime_lead`` (seconds) releases audio no faster than real time, at
+    most that far ahead of playback; ``report`` sends a recoverable error.
+    """
+
+    def __init__(
+        self,
+        *,
+        tts: TTS | None,
+        output_format: AudioFormat | None,
+        realtime_lead: float | None,
+        out: Outlet,
+        report: Report,
+    ) -> None:
+        self.tts = tts
+        self.output_format = output_format
+        self.realtime_lead = realtime_lead
+        self.out = out
+        self.report = report
+
+    async def speak(self, text: str | AsyncIterable[str], state: ReplyState) -> None:
+        # Fixed text (a greeting, a form question) is not timed as LLM output.
+        state.timed = not isinstance(text, str)
+        deltas = aiter_any([text]) if isinstance(text, str) else text
+        if self.tts is None:
+            await self._speak_text(deltas, state)
+            return
+        sentences_send, sentences = anyio.create_memory_object_stream[_Sentence](1)
+        opened: list[_Sentence] = []  # closed below even if cancelled before being played
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._produce, deltas, self.tts, sentences_send, tg, state, opened)
+                with sentences:
+                    await self._play(sentences, self.tts, state)
+        finally:
+            for sentence in opened:
+                if sentence.audio is not None:
+                    sentence.audio.close()
+
+    async def _say(self, text: str, state: ReplyState) -> bool:
+        """Emit a piece of the reply as spoken, unless the reply was cut; False if cut."""
+        if state.interrupted:
+            return False
+        state.spoken.append(text)
+        await self.out.emit(AssistantDelta(content=text))
+        return True
+
+    async def _speak_text(self, deltas: AsyncIterable[str], state: ReplyState) -> None:
+        state.llm_started = anyio.current_time() if state.timed else None
+        async with closing(deltas) as stream:
+            try:
+                async for delta in stream:
+                    if not delta:
+                        continue
+                    if state.first_token is None and state.timed:
+                        state.first_token = anyio.current_time()
+                    state.produced.append(delta)
+                    if not await self._say(delta, state):
+                        return
+            except ProviderError as exc:
+                await self.report(exc.stage, exc.message)
+            except Exception as exc:
+                await self.report("llm", f"{type(exc).__name__}: {exc}")
+
+    async def _produce(
+        self,
+        deltas: AsyncIterable[str],
+        tts: TTS,
+        sentences: MemoryObjectSendStream[_Sentence],
+        tg: TaskGroup,
+        state: ReplyState,
+        opened: list[_Sentence],
+    ) -> None:
+        """Read the reply text, cut it into sentences, start TTS on each in order."""
+        splitter = SentenceSplitter()
+
+        async def queue(piece: str) -> None:
+            if not piece.strip():
+                await put(sentences, _Sentence(piece, None))
+                return
+            audio_send, audio_receive = anyio.create_memory_object_stream[bytes | ErrorEvent](
+                math.inf
+            )
+            sentence = _Sentence(piece, audio_receive)
+            opened.append(sentence)
+            try:
+                await put(sentences, sentence)
+            except BaseException:
+                audio_send.close()
+                raise
+            tg.start_soon(self._synthesize, tts, piece.strip(), audio_send, state)
+
+        async with sentences:
+            state.llm_started = anyio.current_time() if state.timed else None
+            async with closing(deltas) as stream:
+                try:
+                    async for delta in stream:
+                        if state.first_token is None and state.timed:
+                            state.first_token = anyio.current_time()
+                        state.produced.append(delta)
+                        for piece in splitter.push(delta):
+                            await queue(piece)
+                except ProviderError as exc:
+                    await self.report(exc.stage, exc.message)
+                    return
+                except Exception as exc:
+                    await self.report("llm", f"{type(exc).__name__}: {exc}")
+                    return
+            rest = splitter.flush()
+            if rest:
+                await queue(rest)
+
+    async def _synthesize(
+        self,
+        tts: TTS,
+        text: str,
+        audio: MemoryObjectSendStream[bytes | ErrorEvent],
+        state: ReplyState,
+    ) -> None:
+        started = anyio.current_time()
+        async with audio:
+            try:
+                async with closing(tts.synthesize(text)) as chunks:
+                    async for chunk in chunks:
+                        if state.tts_ttfb is None:
+                            state.tts_ttfb = round((anyio.current_time() - started) * 1000, 3)
+                        await put(audio, chunk)
+            except ProviderError as exc:
+                await put(audio, ErrorEvent(stage=exc.stage, message=exc.message))
+            except Exception as exc:
+                log.exception("TTS failed")
+                await put(audio, ErrorEvent(stage="tts", message=f"{type(exc).__name__}: {exc}"))
+
+    async def _play(self, sentences: AsyncIterable[_Sentence], tts: TTS, state: ReplyState) -> None:
+        """Emit each sentence's audio in order, its text just before its first chunk."""
+        source = tts.output_format
+        target = self.output_format or source
+        frame = source.frame_size
+        async for sentence in sentences:
+            if sentence.audio is None:
+                if not await self._say(sentence.text, state):
+                    return
+                continue
+            resampler = Resampler(source, target) if source != target else None
+            carry = b""
+            started = False
+            with sentence.audio:
+                async for item in sentence.audio:
+                    if isinstance(item, ErrorEvent):
+                        await self.out.emit(item)
+                        continue
+                    data = carry + item
+                    cut = len(data) - len(data) % frame
+                    data, carry = data[:cut], data[cut:]
+                    if resampler is not None:
+                        data = resampler.process(data)
+                    if not data:
+                        continue
+                    if not started:
+                        started = True
+                        if not await self._say(sentence.text, state):
+                            return
+                    if not await self._emit_audio(data, target, state):
+                        return
+            if resampler is not None and started:
+                tail = resampler.flush()
+                if tail and not await self._emit_audio(tail, target, state):
+                    return
+
+    async def _emit_audio(self, data: bytes, fmt: AudioFormat, state: ReplyState) -> bool:
+        """Emit one chunk of reply audio, paced if asked; False if the reply was cut."""
+        if state.interrupted:
+            return False
+        if state.first_audio is None:
+            state.first_audio = anyio.current_time()
+        if self.realtime_lead is not None:
+            out = self.out
+            now = anyio.current_time()
+            out.play_until = max(out.play_until, now)
+            wait = out.play_until - self.realtime_lead - now
+            if wait > 0:
+                await anyio.sleep(wait)
+            if state.interrupted:  # the cut came while we waited
+                return False
+            out.play_until += fmt.duration(len(data))
+        if state.interrupted:
+            return False
+        await self.out.emit(AudioChunk(audio=data, format=fmt))
+        return True

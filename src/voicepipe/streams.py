@@ -1,0 +1,57 @@
+"""Small stream helpers the session machinery shares: close on exit, send without a loop trip."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import anyio
+from anyio.streams.memory import MemoryObjectSendStream
+
+__all__ = ["CLOSE_TIMEOUT", "aiter_any", "closing", "put"]
+
+T = TypeVar("T")
+
+CLOSE_TIMEOUT = 2.0
+"""Seconds a provider stream gets to close cleanly after a cancellation."""
+
+
+@asynccontextmanager
+async def closing(iterable: AsyncIterable[T]) -> AsyncIterator[AsyncIterator[T]]:
+    """Iterate ``iterable`` and close it on exit, even when cancelled.
+
+    The close is shielded (for at most ``CLOSE_TIMEOUT``) so a provider can
+    release its HTTP stream or socket cleanly on barge-in.
+    """
+    iterator = aiter(iterable)
+    try:
+        yield iterator
+    finally:
+        close = getattr(iterator, "aclose", None)
+        if close is not None:
+            with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
+                await close()
+
+
+async def put(stream: MemoryObjectSendStream[T], item: T) -> None:
+    """Send ``item``, without a trip through the event loop when there is room.
+
+    anyio's ``send`` always yields to the loop first; on the hot paths (every
+    event, every audio chunk) that trip costs more than the work itself.
+    A full buffer still blocks, so back-pressure is kept.
+    """
+    try:
+        stream.send_nowait(item)
+    except anyio.WouldBlock:
+        await stream.send(item)
+
+
+async def aiter_any(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:
+    """An async iterator over a plain or an async iterable."""
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
