@@ -12,7 +12,7 @@ import anyio.lowlevel
 import pytest
 
 from tests.forms_support import INTAKE, StoreFactory
-from tests.support import FORMAT, chunks, collect, of_type, tone, types, utterance
+from tests.support import FORMAT, chunks, collect, of_type, silence, tone, types, utterance
 from voicepipe import (
     AssistantDelta,
     AssistantReply,
@@ -23,6 +23,7 @@ from voicepipe import (
     Event,
     Finish,
     Message,
+    Metrics,
     Pipeline,
     PolicyContext,
     Reply,
@@ -82,11 +83,14 @@ async def test_leaving_at_every_event_of_a_session_never_raises() -> None:
 
 async def test_a_consumer_closing_the_stream_without_leaving_ends_the_session() -> None:
     closed = anyio.Event()
+    more = anyio.Event()
 
     async def microphone() -> AsyncIterator[bytes]:
         try:
-            async for chunk in one_loud_chunk_then_wait():
-                yield chunk
+            yield silence(20)
+            await more.wait()
+            while True:  # the caller speaks: the STT's next event finds the stream closed
+                yield tone(20)
         finally:
             closed.set()
 
@@ -94,6 +98,7 @@ async def test_a_consumer_closing_the_stream_without_leaving_ends_the_session() 
     async with Pipeline(stt=stt, llm=FakeLLM(), tts=FakeTTS()).run(microphone()) as events:
         await events.receive()
         await events.aclose()
+        more.set()
         with anyio.fail_after(10):  # a guard against a hang, not a timing assertion
             await closed.wait()  # the session ended itself and closed the caller's audio
     assert stt.closed
@@ -262,7 +267,8 @@ async def test_a_form_session_of_another_form_ends_at_once(stores: StoreFactory)
     async with pipeline.run(chunks(utterance() * 2)) as stream:
         events = await collect(stream)
     assert types(events)[-2:] == ["error", "finish"]  # the caller's speech may come first
-    assert not of_type(events, AssistantReply)
+    assert not [r for r in of_type(events, AssistantReply) if r.content]  # nothing said
+    assert not of_type(events, Metrics)  # no turn answered
     (error,) = of_type(events, ErrorEvent)
     assert error.stage == "store" and not error.recoverable
     assert "belongs to form 'other'" in error.message

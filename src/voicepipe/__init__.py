@@ -9,7 +9,13 @@ live in :mod:`voicepipe.providers` (``fake``, ``deepgram``, ``groq``,
 from typing import TYPE_CHECKING, Any
 
 from voicepipe.audio import AudioFormat
-from voicepipe.errors import AudioFormatError, ProtocolError, ProviderError, VoicepipeError
+from voicepipe.errors import (
+    AudioFormatError,
+    PolicyError,
+    ProtocolError,
+    ProviderError,
+    VoicepipeError,
+)
 from voicepipe.events import (
     AssistantDelta,
     AssistantReply,
@@ -73,6 +79,7 @@ __all__ = [
     "Pipeline",
     "Policy",
     "PolicyContext",
+    "PolicyError",
     "ProtocolError",
     "ProviderError",
     "Reply",

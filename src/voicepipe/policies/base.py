@@ -56,7 +56,16 @@ class PolicyContext:
 
 @runtime_checkable
 class Policy(Protocol):
-    """Turn logic. Implement these three methods to write your own."""
+    """Turn logic. Implement these three methods to write your own.
+
+    Optionally define ``async def aclose(self) -> None``: the pipeline awaits
+    it once when the session ends, however it ends (end of input, a goodbye,
+    an error, the caller leaving or cancelling), shielded and for at most a
+    couple of seconds. Release there what the session holds (``FormPolicy``
+    releases its claim on the form session). To end a session at once from
+    ``start`` or ``on_user_turn``, raise
+    ``voicepipe.errors.PolicyError(message, recoverable=False)``.
+    """
 
     async def start(self, ctx: PolicyContext) -> Reply | None:
         """The opening line (a greeting, the first question), or None to wait for the user."""
