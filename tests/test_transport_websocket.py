@@ -3,10 +3,13 @@ and trio), and through a real ``websockets`` client against uvicorn on 127.0.0.1
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
+import os
 import socket
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -14,6 +17,7 @@ from typing import Any, Literal
 import anyio
 import pytest
 import uvicorn
+from anyio.streams.memory import MemoryObjectReceiveStream as Stream
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.types import ASGIApp
@@ -24,8 +28,11 @@ from websockets.exceptions import ConnectionClosed
 from tests.support import FORMAT, silence, tone, utterance
 from voicepipe import AudioFormat, Pipeline
 from voicepipe.audio import chunk_pcm, wav_bytes
+from voicepipe.errors import ProtocolError
+from voicepipe.events import AssistantReply, AudioChunk, ErrorEvent, Event, Interrupted
 from voicepipe.providers.base import Emit
 from voicepipe.providers.fake import FakeLLM, FakeSTT, FakeTTS
+from voicepipe.transports.dialect import Dialect, Link, parse_json
 from voicepipe.transports.websocket import serve
 
 with warnings.catch_warnings():
@@ -239,7 +246,7 @@ def test_bad_control_messages_get_an_error_and_the_session_goes_on(backend: Back
         ws.send_text("this is not json")
         ws.send_text(json.dumps({"type": "dance"}))
         ws.send_text(json.dumps([1, 2]))
-        ws.send_text(json.dumps({"type": "start", "sample_rate": "fast"}))
+        ws.send_text(json.dumps({"type": "stop", "now": True}))
         send_audio(ws, utterance())
         stop(ws)
         got = drain(ws)
@@ -248,7 +255,7 @@ def test_bad_control_messages_get_an_error_and_the_session_goes_on(backend: Back
     assert errors[0].startswith("control message is not valid JSON")
     assert errors[1].startswith("unknown control message type 'dance'")
     assert errors[2] == 'control message must be a JSON object with a "type" string'
-    assert errors[3] == "invalid 'start' message: sample_rate: must be int, got str"
+    assert errors[3] == "invalid 'stop' message: now: Extra inputs are not permitted"
     assert all(e["stage"] == "input" and e["recoverable"] for e in got.of("error"))
     assert got.of("assistant")[0]["content"] == "Good."
     assert got.code == 1000
@@ -339,22 +346,188 @@ def test_time_limit_ends_the_session_with_1008(backend: Backend) -> None:
 
 
 @pytest.mark.parametrize(
-    ("query", "message"),
+    ("query", "start", "message"),
     [
-        ("sample_rate=fast", "sample_rate and channels must be integers"),
-        ("channels=5", "channels must be 1 or 2, got 5"),
+        ("sample_rate=fast", None, "sample_rate and channels must be integers"),
+        ("channels=5", None, "channels must be 1 or 2, got 5"),
+        ("", {"sample_rate": "fast"}, "invalid 'start' message: sample_rate: must be int, got str"),
+        ("", {"channels": 5}, "channels must be 1 or 2, got 5"),
+        ("", {"sample_rate": 1000}, "sample_rate must be between 8000 and 192000 Hz, got 1000"),
     ],
 )
-def test_bad_format_in_the_query_closes_with_1008(
-    backend: Backend, query: str, message: str
+def test_bad_declared_format_ends_the_session_alike_from_query_or_start(
+    backend: Backend, query: str, start: dict[str, Any] | None, message: str
 ) -> None:
-    f = fakes([], [])
+    # Issue 10 item 8: one behaviour for both paths (docs/server.md): `session`, a fatal
+    # `input` error, close 1008; the audio that follows could not be understood.
+    f = fakes(["x"], ["y"])
     app = app_serving(lambda ws: f.pipeline())
     with client(app, backend) as c, c.websocket_connect(f"/ws?{query}") as ws:
+        if start is not None:
+            ws.send_text(json.dumps({"type": "start", **start}))
         got = drain(ws)
-    assert got.frames == ["error"]
-    assert got.errors[0].startswith(message)
-    assert got.code == 1008
+    assert got.frames == ["session", "error"]
+    (error,) = got.of("error")
+    assert error["message"].startswith(message)
+    assert (error["stage"], error["recoverable"]) == ("input", False)
+    assert (got.code, got.reason) == (1008, error["message"])
+    assert f.stt.received_bytes == 0
+    assert f.all_closed
+
+
+class SlowToStart(Pipeline):
+    """A pipeline whose first event takes a moment (providers connecting, a loaded loop)."""
+
+    @asynccontextmanager
+    async def run(self, audio: AsyncIterable[bytes]) -> AsyncIterator[Stream[Event]]:
+        async with super().run(audio) as events:
+            send, receive = anyio.create_memory_object_stream[Event](64)
+
+            async def late() -> None:
+                async with send:
+                    await anyio.sleep(0.05)
+                    async for event in events:
+                        await send.send(event)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(late)
+                with receive:
+                    yield receive
+                tg.cancel_scope.cancel()
+
+
+def slow_pipeline(f: Fakes) -> Pipeline:
+    return SlowToStart(stt=f.stt, llm=f.llm, tts=f.tts, input_format=FORMAT)
+
+
+def test_session_is_first_even_when_the_client_speaks_first(backend: Backend) -> None:
+    # Issue 10 item 6: a bad frame right after connecting got its error before `session`.
+    f = fakes(["x"] * 5, ["y"] * 5)
+    with client(app_serving(lambda ws: slow_pipeline(f)), backend) as c:
+        for _ in range(5):
+            with c.websocket_connect("/ws") as ws:
+                ws.send_text("not json")
+                ws.send_bytes(b"\x01")
+                stop(ws)
+                got = drain(ws)
+            assert got.frames == ["session", "error", "error", "finish"]
+            assert got.code == 1000
+
+
+def test_nothing_follows_finish_when_input_comes_after_stop(backend: Backend) -> None:
+    # Issue 10 item 6: audio after `stop` got `error` frames after `finish`.
+    f = fakes(["x"] * 10, ["y"] * 10)
+    with client(app_serving(lambda ws: f.pipeline()), backend) as c:
+        for _ in range(10):
+            with c.websocket_connect("/ws") as ws:
+                send_audio(ws, utterance())
+                stop(ws)
+                send_audio(ws, silence(400))  # 20 frames nobody will hear
+                ws.send_text("not json either")
+                got = drain(ws)
+            assert got.frames[0] == "session"
+            assert got.frames[-1] == "finish"
+            assert got.frames.count("finish") == 1
+            for error in got.errors:  # those that came before `finish`, if any
+                assert error == "audio after stop is ignored" or error.startswith("control")
+            assert got.code == 1000
+    assert f.all_closed
+
+
+def test_deeply_nested_json_is_an_input_error_and_the_session_goes_on(backend: Backend) -> None:
+    # Issue 10 item 7: this closed the session with 1011 and a RecursionError in the log.
+    f = fakes(["still here"], ["Good."])
+    with (
+        client(app_serving(lambda ws: f.pipeline()), backend) as c,
+        c.websocket_connect("/ws") as ws,
+    ):
+        ws.send_text("[" * 100000 + "]" * 100000)
+        ws.send_text('{"type": "stop", "x": ' + "[" * 100000 + "]" * 100000 + "}")
+        send_audio(ws, utterance())
+        stop(ws)
+        got = drain(ws)
+    assert got.errors == ["control message is nested too deeply"] * 2
+    assert all(e["stage"] == "input" and e["recoverable"] for e in got.of("error"))
+    assert got.of("assistant")[0]["content"] == "Good."
+    assert (got.code, got.reason) == (1000, "end_of_input")
+
+
+def test_parse_json_names_the_problem() -> None:
+    with pytest.raises(ProtocolError, match="nested too deeply"):
+        parse_json("[" * 100000 + "]" * 100000)
+    with pytest.raises(ProtocolError, match="not valid JSON"):
+        parse_json("{")
+    assert parse_json('{"a": [1]}') == {"a": [1]}
+
+
+class ShoutingDialect(Dialect):
+    """A dialect of the test's own: audio as base64 in JSON in; only the replies out,
+    upper-cased, audio as base64 JSON; interruption as a `clear` message."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.started: list[str] = []
+
+    async def start(self, link: Link) -> None:
+        self.started.append(link.query.get("who", ""))
+
+    async def on_frame(self, frame: str | bytes, link: Link) -> None:
+        message = parse_json(frame)
+        if message.get("event") == "media":
+            await link.audio(base64.b64decode(message["payload"]))
+        elif message.get("event") == "stop":
+            await link.end_input()
+        else:
+            await link.error(f"unknown event {message.get('event')!r}")
+
+    async def on_event(self, event: Event, link: Link) -> None:
+        if isinstance(event, AudioChunk):
+            await link.send(json.dumps({"media": base64.b64encode(event.audio).decode()}))
+        elif isinstance(event, AssistantReply):
+            await link.send(json.dumps({"said": event.content.upper()}))
+        elif isinstance(event, Interrupted):
+            await link.send(json.dumps({"event": "clear"}))
+        elif isinstance(event, ErrorEvent):
+            await link.send(json.dumps({"error": event.message}))
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def test_a_dialect_shapes_both_directions(backend: Backend) -> None:
+    f = fakes(["hello"], ["Hi there."])
+    dialects: list[ShoutingDialect] = []
+
+    def make() -> ShoutingDialect:
+        dialects.append(ShoutingDialect())
+        return dialects[-1]
+
+    app = app_serving(lambda ws: f.pipeline(), dialect=make)
+    with client(app, backend) as c, c.websocket_connect("/ws?who=me") as ws:
+        ws.send_text(json.dumps({"event": "dance"}))
+        for chunk in chunk_pcm(utterance(), FORMAT, 20):
+            payload = base64.b64encode(chunk).decode()
+            ws.send_text(json.dumps({"event": "media", "payload": payload}))
+        ws.send_text(json.dumps({"event": "stop"}))
+        got = [json.loads(text) for text in drain_text(ws)]
+    assert got[0] == {"error": "unknown event 'dance'"}
+    assert got[-1] == {"said": "HI THERE."}
+    audio = b"".join(base64.b64decode(m["media"]) for m in got if "media" in m)
+    assert len(audio) == f.tts.audio_bytes("Hi there.")
+    assert f.stt.received_bytes == len(utterance())
+    (dialect,) = dialects
+    assert dialect.started == ["me"]
+    assert dialect.closed
+    assert f.all_closed
+
+
+def drain_text(ws: WebSocketTestSession) -> list[str]:
+    texts = []
+    while True:
+        message = ws.receive()
+        if message["type"] == "websocket.close":
+            return texts
+        texts.append(message["text"])
 
 
 # -- a real socket: uvicorn on 127.0.0.1 and the websockets client -------------------
@@ -458,3 +631,115 @@ async def test_one_session_failing_does_not_touch_another() -> None:
     assert got.of("assistant")[0]["content"] == "Hi."
     assert (got.code, got.reason) == (1000, "end_of_input")
     assert good.all_closed
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_session_first_and_finish_last_over_a_real_socket() -> None:
+    # Issue 10 item 6 on uvicorn: the client sends before it has read anything, and
+    # keeps sending after `stop`.
+    f = fakes(["x"] * 10, ["Fine."] * 10)
+    app = app_serving(lambda ws: slow_pipeline(f))
+    async with serve_on_loopback(app) as address:
+        for _ in range(10):
+            async with loopback(address, "/ws") as ws:
+                await ws.send("not json")
+                for chunk in chunk_pcm(utterance(), FORMAT, 20):
+                    await ws.send(chunk)
+                await ws.send(json.dumps({"type": "stop"}))
+                with contextlib.suppress(ConnectionClosed):
+                    for chunk in chunk_pcm(silence(2000), FORMAT, 20):
+                        await ws.send(chunk)  # until the server closes
+                        await anyio.sleep(0.002)
+                got = await adrain(ws)
+            assert got.frames[:2] == ["session", "error"]
+            assert got.frames[-1] == "finish"
+            assert got.frames.count("finish") == 1
+            assert got.code == 1000
+    assert f.all_closed
+
+
+def never_reading_client(address: str, path: str, message: str) -> socket.socket:
+    """A WebSocket client with a 4 KiB receive buffer that sends ``message`` and never reads
+    again (blocking: run it in a thread)."""
+    host, port = address.split(":")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+    sock.settimeout(10)
+    sock.connect((host, int(port)))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += sock.recv(1)  # byte by byte: not one byte of the frames after it
+    assert response.startswith(b"HTTP/1.1 101"), response
+    payload = message.encode()
+    assert len(payload) < 126
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
+    return sock
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("limit", ["send_timeout", "max_seconds"])
+async def test_a_client_that_stops_reading_does_not_hold_a_slot(limit: str) -> None:
+    # Issue 10 item 5: two clients that ask for a long reply and never read filled a
+    # two-session server for good. Each one's session must end (by the send timeout, or
+    # by the session's time limit when sends may wait far longer) and free its slot.
+    story = "Once upon a time there was a very long story. " * 400  # ~16 min of audio
+    f = Fakes(FakeSTT(["hello"]), FakeLLM([story, story, "Hello."]), FakeTTS())
+    options = (
+        {"send_timeout": 0.5, "max_seconds": 3600.0}
+        if limit == "send_timeout"
+        else {"send_timeout": 3600.0, "max_seconds": 1.0}
+    )
+    active = 0
+    ended = 0
+    refused = 0
+
+    async def endpoint(websocket: WebSocket) -> None:
+        nonlocal active, ended, refused
+        if active >= 2:
+            refused += 1
+            await websocket.accept()
+            await websocket.close(1013, "server busy")
+            return
+        active += 1
+        try:
+            await serve(websocket, f.pipeline(), **options)  # type: ignore[arg-type]
+        finally:
+            active -= 1
+            ended += 1
+
+    app = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
+    async with serve_on_loopback(app) as address:
+        turn = json.dumps({"type": "text", "content": "a story"})
+        stuck = [
+            await anyio.to_thread.run_sync(never_reading_client, address, "/ws?mode=text", turn)
+            for _ in range(2)
+        ]
+        try:
+            with anyio.fail_after(30):  # a hang guard: the sessions end long before
+                while ended < 2:  # noqa: ASYNC110 - the endpoint has no event to wait on
+                    await anyio.sleep(0.05)
+            assert active == 0
+            # The stuck clients are still connected, and a new client is served in full.
+            async with loopback(address, "/ws") as ws:
+                for chunk in chunk_pcm(utterance(), FORMAT, 20):
+                    await ws.send(chunk)
+                await ws.send(json.dumps({"type": "stop"}))
+                got = await adrain(ws)
+        finally:
+            for sock in stuck:
+                sock.close()
+    assert refused == 0
+    assert len(f.tts.texts) < 2 * 400 + 1  # the stories were cut short, not told to the end
+    assert got.of("assistant")[0]["content"] == "Hello."
+    assert (got.code, got.reason) == (1000, "end_of_input")
+    assert f.all_closed

@@ -296,6 +296,8 @@ def parse_control(raw: str | bytes) -> Control:
     """Parse a client's JSON control message, or raise :class:`ProtocolError` saying why."""
     try:
         data = json.loads(raw)
+    except RecursionError:  # "[" * 100000: bad input, not a crash
+        raise ProtocolError("control message is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"control message is not valid JSON: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):

@@ -1,4 +1,4 @@
-"""Serve one voice session over a Starlette/FastAPI WebSocket.
+"""Serve one voice session over a Starlette/FastAPI WebSocket: the transport core.
 
 ::
 
@@ -6,58 +6,56 @@
     async def listen(websocket: WebSocket) -> None:
         await serve(websocket, Pipeline(stt=stt, llm=llm, tts=tts, realtime_lead=0.2))
 
-The wire protocol (``docs/server.md`` has the whole of it):
+What the frames mean is the business of a :class:`~voicepipe.transports.dialect.Dialect`
+(``dialect=``; voicepipe's own protocol by default, ``docs/server.md``). The
+core does the rest, the same for every dialect:
 
-* client → server: **binary frames** of PCM16 audio, in the session's
-  ``input_format`` unless the client declared its own (query parameters
-  ``?sample_rate=48000&channels=1``, or ``{"type": "start", ...}`` before its
-  first audio), which is then converted; **text frames** of JSON control:
-  ``{"type": "stop"}`` ends the input (the turn in progress is answered, then
-  the session finishes), ``{"type": "text", "content": ...}`` is a typed turn
-  on a session opened with ``?mode=text``.
-* server → client: one **JSON text frame** per event (``session`` first,
-  ``finish`` last), reply audio as **binary frames** of PCM16 in the
-  session's ``output_format``.
-* A bad control message or bad audio gets an ``error`` event and the session
-  goes on. The server closes with 1000 after ``finish`` (its reason is the
-  close reason), 1009 for a frame over ``max_frame_bytes``, 1008 for a bad
-  declared format or a spent budget (``max_seconds``, ``max_audio_bytes``),
-  1011 if the server itself fails.
+* **One ordered writer.** Every frame for the client (the pipeline's events
+  as the dialect shapes them, errors about the client's input, the close)
+  goes through one queue and one task. So ``session`` is the first frame,
+  nothing a client frame provokes is sent after ``finish``, and nothing at
+  all after the close.
+* **Every send is bounded** by ``send_timeout``: a client that stops reading
+  is dropped (without a close frame, which could not get through either).
+* **The time limit ends the session on time** (``max_seconds``): the client
+  gets an ``error`` event and close 1008 if it still reads, and within a
+  second of the limit the session is over and its resources freed either way.
+* **Limits**: a frame over ``max_frame_bytes`` closes with 1009; audio over
+  ``max_audio_bytes`` (PCM as the pipeline hears it, whatever the codec) ends
+  the session with an ``error`` event and 1008.
+* Nothing a client sends can raise out of :func:`serve`; if the server itself
+  fails, the error is logged and the socket closed with 1011, and one
+  session's failure never reaches another.
 
-How it runs: two tasks in one task group. :meth:`_Connection.receive_loop`
-reads frames and feeds the pipeline's input stream; :meth:`_Connection.send_loop`
-writes the pipeline's events out. Whatever ends the session (``finish``, the
-client leaving, a budget) cancels the group, and leaving it closes the
-pipeline and with it every provider stream. Nothing a client sends can raise
-out of :func:`serve`, so one session's failure never reaches another.
+How it runs: one task group per session holding the writer, the reader
+(client frames to the dialect, which feeds the pipeline's input streams),
+the event task (the pipeline's events to the dialect, which queues frames)
+and the timer. Whatever ends the session (``finish``, the client leaving,
+a limit) cancels the group, and leaving it closes the pipeline and with it
+every provider stream.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
-from collections.abc import Mapping
-from typing import TypeVar
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import anyio
+from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from voicepipe.audio import AudioFormat, Resampler
-from voicepipe.errors import AudioFormatError, ProtocolError, Stage
-from voicepipe.events import (
-    ErrorEvent,
-    Event,
-    Finish,
-    StartControl,
-    StopControl,
-    TextControl,
-    parse_control,
-    to_wire,
-)
+from voicepipe.errors import Stage
+from voicepipe.events import ErrorEvent, Event, Finish, Session
 from voicepipe.pipeline import Pipeline
+from voicepipe.transports.dialect import Dialect
+from voicepipe.transports.dialects.voicepipe import VoicepipeDialect
 
-__all__ = ["DEFAULT_MAX_FRAME_BYTES", "serve"]
+__all__ = ["DEFAULT_MAX_FRAME_BYTES", "DEFAULT_SEND_TIMEOUT", "serve"]
 
 log = logging.getLogger("voicepipe.transports.websocket")
 
@@ -65,6 +63,15 @@ T = TypeVar("T")
 
 DEFAULT_MAX_FRAME_BYTES = 1 << 20
 """Largest frame a client may send (1 MiB); a bigger one closes the socket with 1009."""
+
+DEFAULT_SEND_TIMEOUT = 10.0
+"""Seconds one frame may wait for the client to make room; then the client is dropped."""
+
+CLOSE_GRACE = 1.0
+"""Seconds a client gets to receive the reason when its session is ended for it."""
+
+OUTBOX_FRAMES = 64
+"""Frames that may wait for the writer before whoever queues them waits too."""
 
 _GONE = (WebSocketDisconnect, RuntimeError, OSError)
 """What sending raises once the client is gone (WebSocketDisconnected is a RuntimeError)."""
@@ -74,217 +81,299 @@ async def serve(
     websocket: WebSocket,
     pipeline: Pipeline,
     *,
+    dialect: Callable[[], Dialect] = VoicepipeDialect,
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     max_seconds: float | None = None,
     max_audio_bytes: int | None = None,
+    send_timeout: float = DEFAULT_SEND_TIMEOUT,
     input_buffer: int = 50,
 ) -> None:
     """Run ``pipeline`` as one session over ``websocket`` (accepted here if it is not yet).
 
-    Returns when the session is over and the socket closed. ``max_seconds``
-    and ``max_audio_bytes`` (as received, before any conversion) end the
-    session with an ``error`` event and close 1008. ``input_buffer`` is how
-    many input frames may wait for the pipeline before reading the socket pauses.
+    Returns when the session is over and the socket closed (or the client
+    dropped). ``dialect`` makes the connection's
+    :class:`~voicepipe.transports.dialect.Dialect` (a class, or any factory).
+    ``input_buffer`` is how many input chunks may wait for the pipeline before
+    reading the socket pauses.
     """
     if websocket.application_state is WebSocketState.CONNECTING:
         await websocket.accept()
-    connection = _Connection(websocket, pipeline, max_frame_bytes, max_audio_bytes)
+    connection = _Connection(
+        websocket,
+        pipeline,
+        dialect(),
+        max_frame_bytes=max_frame_bytes,
+        max_audio_bytes=max_audio_bytes,
+        send_timeout=send_timeout,
+        input_buffer=input_buffer,
+    )
     try:
-        connection.declare(_query_format(websocket.query_params, pipeline.input_format))
-    except AudioFormatError as exc:
-        await connection.fail(str(exc), stage="input")
-        return
-    try:
-        with anyio.move_on_after(max_seconds) as deadline:
-            await connection.run(input_buffer)
-        if deadline.cancelled_caught:
-            await connection.fail(f"the session reached its {max_seconds:g}-second limit")
+        await connection.run(max_seconds)
     except Exception:
         log.exception("session %s failed", pipeline.session_id)
-        await connection.close(1011, "internal error")
+        await connection.close_now(1011, "internal error")
+    finally:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(2 * CLOSE_GRACE):
+            await connection.dialect.aclose()
+
+
+class _Gate(enum.Enum):
+    """Who queues a frame, which decides until when it may still go out."""
+
+    INPUT = "input"  # provoked by a client frame: not after `finish` was queued
+    EVENTS = "events"  # a pipeline event: not once the session is being closed
+    FINAL = "final"  # the last words of a session that is being closed
+
+
+@dataclass(frozen=True, slots=True)
+class _Close:
+    code: int
+    reason: str
 
 
 class _Connection:
-    """One session's socket state, shared by the receive and send loops."""
+    """One session's socket: the writer, the reader, the event task and the timer."""
 
     def __init__(
         self,
         websocket: WebSocket,
         pipeline: Pipeline,
+        dialect: Dialect,
+        *,
         max_frame_bytes: int,
         max_audio_bytes: int | None,
+        send_timeout: float,
+        input_buffer: int,
     ) -> None:
         self.websocket = websocket
         self.pipeline = pipeline
+        self.dialect = dialect
         self.max_frame_bytes = max_frame_bytes
         self.max_audio_bytes = max_audio_bytes
-        self.text_mode = websocket.query_params.get("mode") == "text"
-        self.client_format = pipeline.input_format
-        self.resampler: Resampler | None = None
+        self.send_timeout = send_timeout
+        self.input_buffer = input_buffer
         self.audio_bytes = 0
         self.input_ended = False
-        self.closed = False
+        self.finishing = False  # the dialect is shaping `finish`: input errors are dropped
+        self.closing = False  # the session is ending: only FINAL frames are queued
+        self.close_queued = False
+        self.gone = False  # the client left, or stopped reading: nothing can be sent
+        self.done = anyio.Event()  # the writer has stopped
         self.finish_reason = "end_of_input"
-        self.lock = anyio.Lock()  # one frame at a time: both loops send
         self.scope = anyio.CancelScope()
+        self._outbox_in, self._outbox = anyio.create_memory_object_stream[str | bytes | _Close](
+            OUTBOX_FRAMES
+        )
+        self._audio_in, self._audio = anyio.create_memory_object_stream[bytes](input_buffer)
+        self._text_in, self._text = anyio.create_memory_object_stream[str](input_buffer)
+        self._tg: TaskGroup | None = None
+        self.links = {gate: _Link(self, gate) for gate in _Gate}
 
-    def declare(self, fmt: AudioFormat) -> None:
-        """Take the client's audio in ``fmt`` and convert it to the pipeline's format."""
-        target = self.pipeline.input_format
-        self.resampler = Resampler(fmt, target) if fmt != target else None
-        self.client_format = fmt
+    async def run(self, max_seconds: float | None) -> None:
+        with contextlib.ExitStack() as stack:
+            for stream in (self._outbox_in, self._outbox, self._audio_in, self._audio):
+                stack.enter_context(stream)
+            stack.enter_context(self._text_in)
+            stack.enter_context(self._text)
+            with self.scope:
+                await self._run(max_seconds)
 
-    async def run(self, input_buffer: int) -> None:
-        audio_send, audio = anyio.create_memory_object_stream[bytes](input_buffer)
-        text_send, text = anyio.create_memory_object_stream[str](input_buffer)
-        with audio_send, text_send, audio, text, self.scope:
-            async with anyio.create_task_group() as tg:
-                session = (
-                    self.pipeline.run_text(text) if self.text_mode else self.pipeline.run(audio)
-                )
-                async with session as events:
-                    tg.start_soon(self.receive_loop, audio_send, text_send)
-                    await self.send_loop(events)
-                tg.cancel_scope.cancel()  # the receive loop waits for a frame that may never come
-        await self.close(1000, self.finish_reason)
+    async def _run(self, max_seconds: float | None) -> None:
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            tg.start_soon(self._write_loop)
+            if max_seconds is not None:
+                tg.start_soon(self._time_limit, max_seconds)
+            await self.dialect.open(self.links[_Gate.EVENTS])
+            if self.dialect.text_mode:
+                session = self.pipeline.run_text(self._text)
+            else:
+                session = self.pipeline.run(self._audio)
+            async with session as events:
+                await self._event_loop(events, tg)
+            await self._queue(_Close(1000, self.finish_reason), _Gate.FINAL)
+            await self.done.wait()  # the writer sends what is queued, closes, and stops
+            tg.cancel_scope.cancel()
 
-    # -- server -> client ------------------------------------------------------
+    def end(self) -> None:
+        """Stop everything of this session now."""
+        self.scope.cancel()
 
-    async def send_loop(self, events: MemoryObjectReceiveStream[Event]) -> None:
+    # -- server -> client: one queue, one writer -------------------------------------
+
+    async def _queue(self, item: str | bytes | _Close, gate: _Gate) -> None:
+        if self.close_queued or self.gone:
+            return
+        if gate is _Gate.INPUT and (self.finishing or self.closing):
+            return
+        if gate is _Gate.EVENTS and self.closing:
+            return
+        if isinstance(item, _Close):
+            self.close_queued = self.closing = True
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            await self._outbox_in.send(item)
+
+    async def _write_loop(self) -> None:
+        try:
+            async for item in self._outbox:
+                if isinstance(item, _Close):
+                    await self.close_now(item.code, item.reason)
+                    return
+                try:
+                    with anyio.fail_after(self.send_timeout):
+                        if isinstance(item, bytes):
+                            await self.websocket.send_bytes(item)
+                        else:
+                            await self.websocket.send_text(item)
+                except TimeoutError:
+                    log.info(
+                        "session %s: the client read nothing for %g s; dropped",
+                        self.pipeline.session_id,
+                        self.send_timeout,
+                    )
+                    self.gone = True
+                    return
+                except _GONE:
+                    self.gone = True
+                    return
+        finally:
+            self.done.set()
+            self.end()
+
+    async def close_now(self, code: int, reason: str) -> None:
+        """Send the close frame (bounded), unless the client is gone."""
+        if self.gone:
+            return
+        self.gone = True  # nothing goes out after a close
+        with anyio.move_on_after(CLOSE_GRACE), contextlib.suppress(*_GONE):
+            await self.websocket.close(code, reason.encode()[:123].decode(errors="ignore"))
+
+    async def fail(self, message: str, stage: Stage = "transport", code: int = 1008) -> None:
+        """End the session: a fatal ``error`` event (shaped by the dialect), then close."""
+        if self.closing:
+            return
+        self.closing = True
+        event = ErrorEvent(stage=stage, message=message, recoverable=False)
+        await self.dialect.on_event(event, self.links[_Gate.FINAL])
+        await self._queue(_Close(code, message), _Gate.FINAL)
+
+    async def _time_limit(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
+        # The reason reaches a client that still reads; one that does not is not waited for.
+        with anyio.move_on_after(min(self.send_timeout, CLOSE_GRACE)):
+            await self.fail(f"the session reached its {seconds:g}-second limit")
+            await self.done.wait()
+        self.end()
+
+    async def _event_loop(self, events: MemoryObjectReceiveStream[Event], tg: TaskGroup) -> None:
+        link = self.links[_Gate.EVENTS]
         async for event in events:
             if isinstance(event, Finish):
                 self.finish_reason = event.reason
-            await self.send(to_wire(event))
+                self.finishing = True
+            await self.dialect.on_event(event, link)
+            if isinstance(event, Session):
+                # Only now is the client heard: whatever it sends is answered after `session`.
+                await self.dialect.start(self.links[_Gate.INPUT])
+                tg.start_soon(self._read_loop)
 
-    async def send(self, frame: str | bytes) -> None:
-        """Send one frame; if the client is gone, end the session."""
-        async with self.lock:
-            if self.closed:
-                return
-            try:
-                if isinstance(frame, bytes):
-                    await self.websocket.send_bytes(frame)
-                else:
-                    await self.websocket.send_text(frame)
-            except _GONE:
-                self.closed = True
-                self.scope.cancel()
+    # -- client -> server ------------------------------------------------------------
 
-    async def error(self, message: str) -> None:
-        await self.send(to_wire(ErrorEvent(stage="input", message=message)))
-
-    async def close(self, code: int, reason: str) -> None:
-        async with self.lock:
-            if self.closed:
-                return
-            self.closed = True
-            with contextlib.suppress(*_GONE):
-                await self.websocket.close(code, reason.encode()[:123].decode(errors="ignore"))
-        self.scope.cancel()
-
-    async def fail(self, message: str, *, stage: Stage = "transport") -> None:
-        """End the session: a non-recoverable ``error`` event, then close 1008."""
-        event = ErrorEvent(stage=stage, message=message, recoverable=False)
-        await self.send(to_wire(event))
-        await self.close(1008, message)
-
-    # -- client -> server ------------------------------------------------------
-
-    async def receive_loop(
-        self, audio: MemoryObjectSendStream[bytes], text: MemoryObjectSendStream[str]
-    ) -> None:
+    async def _read_loop(self) -> None:
+        link = self.links[_Gate.INPUT]
         while True:
             message = await self.websocket.receive()
             if message["type"] == "websocket.disconnect":
-                self.closed = True  # nothing can be sent any more
-                self.scope.cancel()
+                self.gone = True  # nothing can be sent any more
+                self.end()
                 return
+            if self.closing:
+                continue  # the close is on its way; only the client's leaving matters now
             data: bytes | None = message.get("bytes")
             raw: str | None = message.get("text")
             size = len(data) if data is not None else len((raw or "").encode())
             if size > self.max_frame_bytes:
-                await self.close(
-                    1009, f"frame of {size} bytes is over the {self.max_frame_bytes}-byte limit"
+                limit = self.max_frame_bytes
+                await self._queue(
+                    _Close(1009, f"frame of {size} bytes is over the {limit}-byte limit"),
+                    _Gate.FINAL,
                 )
-                return
-            if data is not None:
-                await self.on_audio(data, audio)
-            elif raw is not None:
-                await self.on_control(raw, audio, text)
+                continue
+            frame = data if data is not None else raw
+            if frame is not None:
+                await self.dialect.on_frame(frame, link)
 
-    async def on_audio(self, data: bytes, audio: MemoryObjectSendStream[bytes]) -> None:
-        if self.text_mode:
-            await self.error('this session takes typed turns ({"type": "text"}), not audio')
+    async def audio(self, pcm: bytes) -> None:
+        if self.input_ended or self.closing or not pcm:
             return
-        if self.input_ended:
-            await self.error("audio after stop is ignored")
-            return
-        try:
-            chunk = self.client_format.check_chunk(data)
-        except AudioFormatError as exc:
-            await self.error(str(exc))
-            return
-        self.audio_bytes += len(chunk)
+        self.audio_bytes += len(pcm)
         if self.max_audio_bytes is not None and self.audio_bytes > self.max_audio_bytes:
             await self.fail(f"the session used up its audio budget of {self.max_audio_bytes} bytes")
             return
-        if self.resampler is not None:
-            chunk = self.resampler.process(chunk)
-        await _put(audio, chunk)
+        await _put(self._audio_in, pcm)
 
-    async def on_control(
-        self,
-        raw: str,
-        audio: MemoryObjectSendStream[bytes],
-        text: MemoryObjectSendStream[str],
-    ) -> None:
-        try:
-            control = parse_control(raw)
-        except ProtocolError as exc:
-            await self.error(str(exc))
-            return
-        if isinstance(control, StartControl):
-            if self.audio_bytes or self.input_ended:
-                await self.error("start must come before the first audio frame")
-                return
-            try:
-                self.declare(AudioFormat(control.sample_rate, control.channels))
-            except AudioFormatError as exc:
-                await self.error(str(exc))
-        elif isinstance(control, StopControl):
-            if not self.input_ended:
-                self.input_ended = True
-                if self.resampler is not None:
-                    await _put(audio, self.resampler.flush())
-                audio.close()  # the pipeline answers the turn in progress, then finishes
-                text.close()
-        elif isinstance(control, TextControl):
-            if not self.text_mode:
-                await self.error("typed turns need a session opened with ?mode=text")
-            elif self.input_ended:
-                await self.error("text after stop is ignored")
-            else:
-                await _put(text, control.content)
+    async def text(self, content: str) -> None:
+        if not self.input_ended and not self.closing:
+            await _put(self._text_in, content)
+
+    def end_input(self) -> None:
+        self.input_ended = True
+        self._audio_in.close()
+        self._text_in.close()
+
+
+class _Link:
+    """A dialect's view of its connection; ``gate`` says until when its frames may go out."""
+
+    def __init__(self, connection: _Connection, gate: _Gate) -> None:
+        self._c = connection
+        self._gate = gate
+
+    @property
+    def query(self) -> Mapping[str, str]:
+        return self._c.websocket.query_params
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._c.websocket.headers
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return self._c.pipeline
+
+    @property
+    def input_ended(self) -> bool:
+        return self._c.input_ended
+
+    async def audio(self, pcm: bytes) -> None:
+        await self._c.audio(pcm)
+
+    async def text(self, content: str) -> None:
+        await self._c.text(content)
+
+    async def end_input(self) -> None:
+        self._c.end_input()
+
+    async def send(self, frame: str | bytes) -> None:
+        await self._c._queue(frame, self._gate)
+
+    async def error(self, message: str, *, stage: Stage = "input") -> None:
+        if self._gate is _Gate.INPUT and (self._c.finishing or self._c.closing):
+            return  # no error about input may follow `finish`
+        await self._c.dialect.on_event(ErrorEvent(stage=stage, message=message), self)
+
+    async def fail(self, message: str, *, stage: Stage = "input") -> None:
+        await self._c.fail(message, stage)
+
+    def start_soon(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        assert self._c._tg is not None, "start_soon is for a running session"
+        self._c._tg.start_soon(func, *args)
 
 
 async def _put(stream: MemoryObjectSendStream[T], item: T) -> None:
     """Hand input to the pipeline; drop it once the pipeline stopped listening (session ending)."""
-    if not item:
-        return
     with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
         try:
             stream.send_nowait(item)  # the common case: no trip through the event loop
         except anyio.WouldBlock:
             await stream.send(item)  # the pipeline is behind: wait (and stop reading)
-
-
-def _query_format(query: Mapping[str, str], default: AudioFormat) -> AudioFormat:
-    """The input format declared by ``?sample_rate=&channels=``, or ``default``."""
-    if "sample_rate" not in query and "channels" not in query:
-        return default
-    try:
-        rate = int(query.get("sample_rate", default.sample_rate))
-        channels = int(query.get("channels", default.channels))
-    except ValueError as exc:
-        raise AudioFormatError(f"sample_rate and channels must be integers: {exc}") from exc
-    return AudioFormat(rate, channels)
