@@ -522,7 +522,7 @@ def test_a_dialect_shapes_both_directions(backend: Backend) -> None:
 
 
 def drain_text(ws: WebSocketTestSession) -> list[str]:
-    texts = []
+    texts: list[str] = []
     while True:
         message = ws.receive()
         if message["type"] == "websocket.close":
