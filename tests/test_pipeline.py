@@ -14,6 +14,7 @@ from voicepipe import (
     AssistantReply,
     AudioChunk,
     AudioFormat,
+    BargeIn,
     ConversationPolicy,
     ErrorEvent,
     Event,
@@ -221,7 +222,9 @@ async def test_barge_in_cancels_llm_and_tts_and_keeps_only_what_was_spoken() -> 
     llm = FakeLLM(["First sentence here. Second sentence never heard.", "Okay."], token_delay=0.001)
     stt = FakeSTT(["tell me everything", "stop"])
     first_audio = anyio.Event()
-    pipeline = Pipeline(stt=stt, llm=llm, tts=tts)
+    # The old rule, kept as an option: any speech cuts at once (the default
+    # pauses first; see tests/test_turns_pipeline.py).
+    pipeline = Pipeline(stt=stt, llm=llm, tts=tts, barge_in=BargeIn.any_speech())
     events: list[Event] = []
     async with pipeline.run(gated_turns(2, [first_audio])) as stream:
         async for event in stream:

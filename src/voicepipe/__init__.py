@@ -27,6 +27,8 @@ from voicepipe.events import (
     FormProgress,
     Interrupted,
     Metrics,
+    Paused,
+    Resumed,
     Session,
     SpeechStarted,
     TranscriptFinal,
@@ -36,6 +38,7 @@ from voicepipe.events import (
 from voicepipe.pipeline import Pipeline
 from voicepipe.policies import ConversationPolicy, Policy, PolicyContext, Reply
 from voicepipe.providers.base import LLM, STT, TTS, Message, Usage
+from voicepipe.turns import BargeIn, LocalTurnDetector, TurnDetector
 
 if TYPE_CHECKING:
     from voicepipe.forms.schema import Form
@@ -65,6 +68,7 @@ __all__ = [
     "AudioChunk",
     "AudioFormat",
     "AudioFormatError",
+    "BargeIn",
     "ConversationPolicy",
     "ErrorEvent",
     "Event",
@@ -74,8 +78,10 @@ __all__ = [
     "FormPolicy",
     "FormProgress",
     "Interrupted",
+    "LocalTurnDetector",
     "Message",
     "Metrics",
+    "Paused",
     "Pipeline",
     "Policy",
     "PolicyContext",
@@ -83,10 +89,12 @@ __all__ = [
     "ProtocolError",
     "ProviderError",
     "Reply",
+    "Resumed",
     "Session",
     "SpeechStarted",
     "TranscriptFinal",
     "TranscriptInterim",
+    "TurnDetector",
     "Usage",
     "UserTurn",
     "VoicepipeError",

@@ -29,6 +29,8 @@ __all__ = [
     "FormProgress",
     "Interrupted",
     "Metrics",
+    "Paused",
+    "Resumed",
     "Session",
     "SpeechStarted",
     "StartControl",
@@ -143,11 +145,32 @@ class Interrupted(_Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Paused(_Event):
+    """The caller started speaking over the reply: pause playback, keep what is buffered.
+
+    A ``resumed`` (it was a cough or a backchannel: play on) or an
+    ``interrupted`` (a real turn: drop the buffer) always follows.
+    """
+
+    type: ClassVar[Literal["paused"]] = "paused"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resumed(_Event):
+    """The speech that paused the reply was not a turn: play on from where playback paused."""
+
+    type: ClassVar[Literal["resumed"]] = "resumed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Metrics(_Event):
     """Latency and usage of one turn, in milliseconds and tokens (None: not measured).
 
     ``end_of_speech_to_first_audio_ms`` is what the user waits: the STT's
-    endpointing (``stt_endpoint_ms``) plus end of turn to first audio.
+    endpointing (``stt_endpoint_ms``, which includes the end-of-turn
+    detector's wait) plus end of turn to first audio.
+    ``end_of_turn_wait_ms`` is how long the end-of-turn detector held the
+    turn for more speech after the STT ended it (0: not held).
     """
 
     type: ClassVar[Literal["metrics"]] = "metrics"
@@ -158,6 +181,7 @@ class Metrics(_Event):
     end_of_turn_to_first_audio_ms: float | None = None
     llm_ttft_ms: float | None = None
     tts_ttfb_ms: float | None = None
+    end_of_turn_wait_ms: float | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
 
@@ -210,6 +234,8 @@ Event = (
     | AudioChunk
     | AssistantReply
     | Interrupted
+    | Paused
+    | Resumed
     | Metrics
     | ErrorEvent
     | FormProgress
@@ -222,8 +248,8 @@ _TYPES: dict[str, type[_Event]] = {
     cls.type: cls
     for cls in (
         Session, SpeechStarted, TranscriptInterim, TranscriptFinal, UserTurn, AssistantDelta,
-        AudioChunk, AssistantReply, Interrupted, Metrics, ErrorEvent, FormProgress,
-        FormComplete, Finish,
+        AudioChunk, AssistantReply, Interrupted, Paused, Resumed, Metrics, ErrorEvent,
+        FormProgress, FormComplete, Finish,
     )
 }  # fmt: skip
 

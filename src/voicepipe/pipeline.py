@@ -35,14 +35,14 @@ from voicepipe.events import (
     Interrupted,
     Metrics,
     Session,
-    SpeechStarted,
     UserTurn,
 )
 from voicepipe.policies.base import Policy, PolicyContext, Reply
 from voicepipe.policies.conversation import ConversationPolicy
-from voicepipe.providers.base import LLM, STT, TTS, STTEvent, Usage
+from voicepipe.providers.base import LLM, STT, TTS, Usage
 from voicepipe.speaking import ReplyState, Speaker
 from voicepipe.streams import CLOSE_TIMEOUT, aiter_any, closing, put
+from voicepipe.turns import BargeIn, LocalTurnDetector, TurnDetector, TurnTaking
 
 __all__ = ["Pipeline"]
 
@@ -54,19 +54,27 @@ class _Turn:
     text: str
     ended_at: float
     announce: bool = False  # emit the user_turn event when the reply starts (text mode)
-    endpoint_ms: float | None = None  # the STT's wait after the last word
+    endpoint_ms: float | None = None  # the STT's wait after the last word (+ the detector's)
+    wait_ms: float | None = None  # the end-of-turn detector's hold
 
 
 class _Session:
-    """Per-run state shared by the listen and respond loops.
+    """Per-run state shared by the listen and respond loops; the turn-taking :class:`Floor`.
 
     ``scope`` is the whole session's: a consumer that has left (the event
     stream is closed) cancels it, which ends the session quietly.
     """
 
-    def __init__(self, send: MemoryObjectSendStream[Event], scope: anyio.CancelScope) -> None:
+    def __init__(
+        self, send: MemoryObjectSendStream[Event], scope: anyio.CancelScope, *, paced: bool
+    ) -> None:
         self.send = send
         self.scope = scope
+        self.paced = paced
+        self.expecting: str | None = None  # the last reply's Reply.expecting
+        self.turn_queue: MemoryObjectSendStream[_Turn] | None = None
+        self._gate: anyio.Event | None = None  # set while the reply is paused
+        self._paused_at = 0.0
         self.gone = False  # the consumer closed the event stream
         self.reply_scope: anyio.CancelScope | None = None
         self.reply_state: ReplyState | None = None
@@ -90,21 +98,79 @@ class _Session:
             self.scope.cancel()
             await anyio.lowlevel.checkpoint_if_cancelled()
 
-    def interrupt(self) -> Interrupted | None:
-        """Stop the reply in progress, if any, and say what of it was spoken.
+    # -- Floor (voicepipe.turns) --------------------------------------------
+
+    @property
+    def replying(self) -> bool:
+        state = self.reply_state
+        return state is not None and not state.finished and not state.interrupted
+
+    def pause(self) -> bool:
+        """Hold the reply's audio and text where they are (the caller may be taking the floor)."""
+        state = self.reply_state
+        if state is None or not self.replying or self._gate is not None:
+            return False
+        now = anyio.current_time()
+        self._gate, self._paused_at = anyio.Event(), now
+        if self.paced:
+            state.playback.pause(now, self.play_until)
+        return True
+
+    def resume(self) -> bool:
+        """Let a paused reply carry on; the client's buffer plays on from where it stopped."""
+        if self._gate is None:
+            return False
+        now = anyio.current_time()
+        if self.play_until > self._paused_at:  # the client still holds that much audio
+            self.play_until += now - self._paused_at
+        if self.reply_state is not None:
+            self.reply_state.playback.resume()
+        self._unpause()
+        return True
+
+    def cut(self) -> Interrupted | None:
+        """Stop the reply in progress, if any, and say what of it the caller heard.
 
         Barge-in stops speech, never a decision: while the policy is still
         working out the reply (a form answer being judged and stored), it
         finishes and its events go out, but nothing is spoken.
         """
         scope, state = self.reply_scope, self.reply_state
-        if scope is None or state is None or state.interrupted:
+        self._unpause()
+        if scope is None or state is None or state.interrupted or state.finished:
             return None
         state.interrupted = True  # the speaker's cut check: nothing of the reply after this
+        if self.paced:
+            state.heard = state.playback.heard(anyio.current_time(), self.play_until)
+        else:
+            state.heard = "".join(state.spoken)
         if not state.deciding:
             scope.cancel()
         self.play_until = 0.0  # the client drops what it had buffered
-        return Interrupted(content="".join(state.spoken).strip())
+        return Interrupted(content=state.heard.strip())
+
+    async def submit(self, text: str, endpoint_ms: float | None, wait_ms: float) -> None:
+        assert self.turn_queue is not None
+        turn = _Turn(text, anyio.current_time(), endpoint_ms=endpoint_ms, wait_ms=wait_ms)
+        await put(self.turn_queue, turn)
+
+    # -- the speaker's side ----------------------------------------------------
+
+    async def unpaused(self, state: ReplyState) -> bool:
+        """Wait while the reply is paused (mostly not at all); False if it was cut.
+
+        The cut check matters: a cut wakes the paused reply and cancels its
+        scope, but the woken step runs on to its next checkpoint, and an emit
+        without one would go out after ``interrupted``.
+        """
+        while self._gate is not None:
+            await self._gate.wait()
+        return not state.interrupted
+
+    def _unpause(self) -> None:
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            gate.set()
 
 
 _Source = Callable[[_Session, MemoryObjectSendStream[_Turn]], Awaitable[None]]
@@ -115,11 +181,15 @@ class Pipeline:
 
     ``stt`` is needed for :meth:`run` (audio in), not for :meth:`run_text`;
     without ``tts`` replies are text only. ``output_format`` resamples the
-    TTS audio. With ``barge_in`` the user speaking cancels the reply in
-    progress. ``realtime_lead`` (seconds) releases reply audio no faster than
-    real time, at most that far ahead of playback, so that an interruption
-    stops what the listener hears and history matches it; leave it ``None``
-    for tests and offline jobs. Audio chunks over ``max_chunk_bytes`` are
+    TTS audio. ``barge_in`` (default on, a :class:`~voicepipe.turns.BargeIn`
+    to tune it, False for off) lets the caller's speech pause the reply and a
+    real turn cut it; backchannels and noise resume it. ``turn_detector``
+    (default :class:`~voicepipe.turns.LocalTurnDetector`, False for none)
+    holds a turn that sounds unfinished a little longer. ``realtime_lead``
+    (seconds) releases reply audio no faster than real time, at most that
+    far ahead of playback, so that an interruption stops what the listener
+    hears and history keeps what was heard; leave it ``None`` for tests and
+    offline jobs. Audio chunks over ``max_chunk_bytes`` are
     rejected with an ``error`` event.
     """
 
@@ -132,7 +202,8 @@ class Pipeline:
         policy: Policy | None = None,
         input_format: AudioFormat | None = None,
         output_format: AudioFormat | None = None,
-        barge_in: bool = True,
+        barge_in: bool | BargeIn = True,
+        turn_detector: TurnDetector | bool = True,
         realtime_lead: float | None = None,
         max_chunk_bytes: int = 1 << 20,
         event_buffer: int = 64,
@@ -144,7 +215,12 @@ class Pipeline:
         self.policy: Policy = policy if policy is not None else ConversationPolicy()
         self.input_format = input_format or AudioFormat()
         self.output_format = output_format or (tts.output_format if tts else None)
-        self.barge_in = barge_in
+        self.barge_in: BargeIn | None = (
+            barge_in if isinstance(barge_in, BargeIn) else BargeIn() if barge_in else None
+        )
+        self.turn_detector: TurnDetector | None = (
+            LocalTurnDetector() if turn_detector is True else turn_detector or None
+        )
         self.realtime_lead = realtime_lead
         self.max_chunk_bytes = max_chunk_bytes
         self.event_buffer = event_buffer
@@ -206,7 +282,7 @@ class Pipeline:
         self, source: _Source, send: MemoryObjectSendStream[Event], sequential: bool
     ) -> None:
         with anyio.CancelScope() as scope:
-            session = _Session(send, scope)
+            session = _Session(send, scope, paced=self.realtime_lead is not None)
             async with send:
                 try:
                     await self._session(session, source, sequential)
@@ -261,7 +337,7 @@ class Pipeline:
     async def _fatal(self, session: _Session, stage: Stage, message: str) -> None:
         log.warning("session %s ends: %s failed: %s", self.session_id, stage, message)
         session.finish_reason = "error"
-        session.interrupt()
+        session.cut()
         await session.emit(ErrorEvent(stage=stage, message=message, recoverable=False))
 
     # -- listen --------------------------------------------------------------
@@ -273,27 +349,11 @@ class Pipeline:
         session: _Session,
         turns: MemoryObjectSendStream[_Turn],
     ) -> None:
-        async def barge_in() -> None:
-            interrupted = session.interrupt() if self.barge_in else None
-            if interrupted is not None:
-                await session.emit(interrupted)
-
-        async def on_event(event: STTEvent) -> None:
-            if isinstance(event, UserTurn):
-                if not event.content.strip():
-                    return
-                await barge_in()  # a new turn supersedes the reply in progress
-                await session.emit(event)
-                turn = _Turn(event.content, anyio.current_time(), endpoint_ms=event.endpoint_ms)
-                await put(turns, turn)
-                return
-            await session.emit(event)
-            if isinstance(event, SpeechStarted):
-                await barge_in()
-
+        session.turn_queue = turns
+        taking = TurnTaking(session, barge_in=self.barge_in, detector=self.turn_detector)
         async with closing(self._checked(audio, session)) as chunks:
             try:
-                await stt.transcribe(chunks, self.input_format, on_event)
+                await taking.run(lambda emit: stt.transcribe(chunks, self.input_format, emit))
             except ProviderError:
                 raise
             except Exception as exc:
@@ -342,7 +402,10 @@ class Pipeline:
                 turn.ended_at = anyio.current_time()
                 await session.emit(UserTurn(content=turn.text))
         state = ReplyState(
-            session.turns, turn.ended_at if turn else None, turn.endpoint_ms if turn else None
+            session.turns,
+            turn.ended_at if turn else None,
+            turn.endpoint_ms if turn else None,
+            turn.wait_ms if turn else None,
         )
         ctx = PolicyContext(self.llm, Usage(), session.emit)
         speaker = Speaker(
@@ -363,11 +426,14 @@ class Pipeline:
                 else:
                     reply = await self.policy.on_user_turn(turn.text, ctx)
                 state.deciding = False
+                session.expecting = reply.expecting if reply is not None else None
                 if reply is not None:
                     for event in reply.events:
                         await session.emit(event)
                     if not state.interrupted:
                         await speaker.speak(reply.text, state)
+                await session.unpaused(state)  # a pause at the very end ends in resume or cut
+                state.finished = True
             except (ProviderError, PolicyError) as exc:
                 if exc.recoverable:
                     await self._error(session, exc.stage, exc.message)
@@ -379,7 +445,7 @@ class Pipeline:
             finally:
                 session.reply_scope = session.reply_state = None
         interrupted = state.interrupted
-        spoken = "".join(state.spoken)
+        spoken = state.heard if state.heard is not None else "".join(state.spoken)
         produced = "".join(state.produced)
         if spoken.strip() or interrupted:
             # What the user heard, never more: a sentence the TTS failed on or
@@ -423,6 +489,7 @@ class Pipeline:
             end_of_turn_to_first_audio_ms=to_audio,
             llm_ttft_ms=ms(state.llm_started, state.first_token),
             tts_ttfb_ms=state.tts_ttfb,
+            end_of_turn_wait_ms=state.wait_ms,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
         )

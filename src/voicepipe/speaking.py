@@ -6,11 +6,13 @@ while the previous one's audio is still going out, and emits each sentence's
 pipeline reports from: what was produced and what was *spoken* (a sentence
 counts as spoken once its first audio chunk is out; in text mode, each delta).
 
-The cut check: every emit of reply audio or text first looks at
-``state.interrupted``. A barge-in cancels the reply's scope, but a step that
-already holds a chunk (a paced sleep that has just returned, a TTS chunk that
-has already arrived) runs on to its next checkpoint; without the check it
-would emit after the ``interrupted`` event.
+The pause gate and cut check: every emit of reply audio or text first waits
+while the caller may be taking the floor (the reply is *paused*, see
+:mod:`voicepipe.turns`), then looks at ``state.interrupted``. A barge-in
+cancels the reply's scope, but a step that already holds a chunk (a paced
+sleep that has just returned, a TTS chunk that has already arrived) runs on
+to its next checkpoint; without the check it would emit after the
+``interrupted`` event.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from voicepipe.events import AssistantDelta, AudioChunk, ErrorEvent, Event
 from voicepipe.providers.base import TTS
 from voicepipe.streams import aiter_any, closing, put
 from voicepipe.text import SentenceSplitter
+from voicepipe.turns.playback import Playback, word_offsets
 
 __all__ = ["Outlet", "ReplyState", "Speaker"]
 
@@ -46,6 +49,10 @@ class Outlet(Protocol):
 
     async def emit(self, event: Event) -> None: ...
 
+    async def unpaused(self, state: ReplyState) -> bool:
+        """Wait while the reply is paused; False once it was cut."""
+        ...
+
 
 @dataclass(slots=True)
 class ReplyState:
@@ -54,11 +61,15 @@ class ReplyState:
     number: int
     ended_at: float | None
     endpoint_ms: float | None = None
+    wait_ms: float | None = None  # the end-of-turn detector's hold
     deciding: bool = False  # the policy is working out the reply: barge-in waits for it
+    finished: bool = False  # all of it is out: nothing left to pause or cut
     timed: bool = True  # the reply text comes from the LLM (not a fixed string)
     interrupted: bool = False
     produced: list[str] = field(default_factory=list)
     spoken: list[str] = field(default_factory=list)
+    playback: Playback = field(default_factory=Playback)  # what was played when (paced)
+    heard: str | None = None  # set at a cut: what the caller heard of the reply
     llm_started: float | None = None
     first_token: float | None = None
     first_audio: float | None = None
@@ -114,7 +125,7 @@ class Speaker:
 
     async def _say(self, text: str, state: ReplyState) -> bool:
         """Emit a piece of the reply as spoken, unless the reply was cut; False if cut."""
-        if state.interrupted:
+        if not await self.out.unpaused(state):
             return False
         state.spoken.append(text)
         await self.out.emit(AssistantDelta(content=text))
@@ -235,6 +246,7 @@ class Speaker:
                         started = True
                         if not await self._say(sentence.text, state):
                             return
+                        state.playback.sentence(sentence.text, word_offsets(tts, sentence.text))
                     if not await self._emit_audio(data, target, state):
                         return
             if resampler is not None and started:
@@ -244,20 +256,24 @@ class Speaker:
 
     async def _emit_audio(self, data: bytes, fmt: AudioFormat, state: ReplyState) -> bool:
         """Emit one chunk of reply audio, paced if asked; False if the reply was cut."""
-        if state.interrupted:
+        out = self.out
+        if not await out.unpaused(state):
             return False
         if state.first_audio is None:
             state.first_audio = anyio.current_time()
         if self.realtime_lead is not None:
-            out = self.out
-            now = anyio.current_time()
-            out.play_until = max(out.play_until, now)
-            wait = out.play_until - self.realtime_lead - now
-            if wait > 0:
+            while True:  # a pause during the wait moves playback on: wait again
+                now = anyio.current_time()
+                out.play_until = max(out.play_until, now)
+                wait = out.play_until - self.realtime_lead - now
+                if wait <= 0:
+                    break
                 await anyio.sleep(wait)
-            if state.interrupted:  # the cut came while we waited
-                return False
-            out.play_until += fmt.duration(len(data))
+                if not await out.unpaused(state):  # the cut came while we waited
+                    return False
+            duration = fmt.duration(len(data))
+            state.playback.played(duration)
+            out.play_until += duration
         if state.interrupted:
             return False
         await self.out.emit(AudioChunk(audio=data, format=fmt))

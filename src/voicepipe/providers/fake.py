@@ -255,6 +255,10 @@ class FakeTTS:
         """How many bytes of audio :meth:`synthesize` yields for ``text``."""
         return self._format.bytes_for(len(text) * self.ms_per_char)
 
+    def word_offsets(self, text: str) -> list[float]:
+        """Seconds from the start of ``text``'s audio to each of its words (word timing)."""
+        return [m.start() * self.ms_per_char / 1000 for m in re.finditer(r"\S+", text)]
+
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         self.texts.append(text)
         self.open_streams += 1

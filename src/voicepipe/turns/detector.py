@@ -1,0 +1,147 @@
+"""End-of-turn detection: is what the caller said so far a finished turn?
+
+The STT ends a turn after a fixed silence. People pause mid-thought ("my
+number is five five five ... one two three four", "a table for ... four"),
+so the pipeline asks a :class:`TurnDetector` before answering: a finished
+turn goes to the policy at once, an unfinished one is held a little longer
+(bounded) in case the caller carries on.
+
+:class:`LocalTurnDetector` is the built-in one: word lists and a few rules,
+microseconds a decision, no model, no download. A model-based detector
+plugs in by implementing :class:`TurnDetector`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from voicepipe.turns.words import DIGITS, FILLERS, OPEN_ENDINGS, words_for
+
+__all__ = ["LocalTurnDetector", "TurnDecision", "TurnDetector", "tokens"]
+
+_TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
+_DOMAIN_END = re.compile(r"(?:\.|\bdot\s+|\bpunto\s+)[a-z]{2,}\s*[.!?]?\s*$")
+_OPEN_PUNCTUATION = (",", "...", "…", "-", "–", ":", ";")
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-case words of ``text``, hyphens split, punctuation dropped (apostrophes kept)."""
+    return _TOKEN.findall(text.lower().replace("’", "'"))
+
+
+@dataclass(frozen=True, slots=True)
+class TurnDecision:
+    """A detector's verdict: ``wait`` seconds more for speech (0: the turn is over).
+
+    ``reason`` names the rule ("complete", "open_ending", "filler", "digits",
+    "trailing_punctuation", "expecting_phone", "expecting_email"), for
+    metrics and debugging.
+    """
+
+    wait: float
+    reason: str = "complete"
+
+    @property
+    def complete(self) -> bool:
+        return self.wait <= 0
+
+
+@runtime_checkable
+class TurnDetector(Protocol):
+    """Decides whether the caller's turn is over once the STT ends it."""
+
+    async def decide(self, text: str, *, expecting: str | None = None) -> TurnDecision:
+        """Judge ``text`` (the whole turn so far); ``expecting`` is the policy's
+        hint of what the answer should hold (``"phone"``, ``"email"``, ...)."""
+        ...
+
+
+class LocalTurnDetector:
+    """Rules over the turn's last words: fast, local, no download.
+
+    The turn is unfinished (wait ``unfinished_wait`` seconds) when it ends
+    with a conjunction, article or preposition ("and", "the", "for", "my
+    email is"), a filler ("um", "o sea"), trailing punctuation (a comma, an
+    ellipsis) or an open run of spoken digits (fewer than ``min_digits``).
+    When the policy expects a phone number or an e-mail address, the bar
+    rises: a phone number with fewer than ``phone_digits`` digits or an
+    address without a domain waits ``expecting_wait``. No wait exceeds
+    ``max_wait``. ``languages`` picks the word lists (see
+    :mod:`voicepipe.turns.words`).
+    """
+
+    def __init__(
+        self,
+        *,
+        languages: Sequence[str] = ("en", "es"),
+        unfinished_wait: float = 0.8,
+        expecting_wait: float = 1.5,
+        max_wait: float = 2.0,
+        min_digits: int = 7,
+        phone_digits: int = 9,
+    ) -> None:
+        if min(unfinished_wait, expecting_wait, max_wait) < 0:
+            raise ValueError("waits must not be negative")
+        self.languages = tuple(languages)
+        self.unfinished_wait = min(unfinished_wait, max_wait)
+        self.expecting_wait = min(max(expecting_wait, unfinished_wait), max_wait)
+        self.max_wait = max_wait
+        self.min_digits = min_digits
+        self.phone_digits = phone_digits
+        self._open = words_for(OPEN_ENDINGS, self.languages)
+        self._fillers = words_for(FILLERS, self.languages)
+        self._digits = words_for(DIGITS, self.languages) - {"o", "oh", "u", "una"}
+        self._longest = max(len(p.split()) for p in self._open | self._fillers)
+
+    async def decide(self, text: str, *, expecting: str | None = None) -> TurnDecision:
+        return self.judge(text, expecting=expecting)
+
+    def judge(self, text: str, *, expecting: str | None = None) -> TurnDecision:
+        """The synchronous verdict (what :meth:`decide` returns)."""
+        words = tokens(text)
+        if not words:
+            return TurnDecision(0.0)
+        if expecting == "phone":
+            digits = _count(w for w in words if self._is_digit(w))
+            if digits and digits < self.phone_digits and self._digit_run(words):
+                return TurnDecision(self.expecting_wait, "expecting_phone")
+        elif expecting == "email" and not _DOMAIN_END.search(text.lower()):
+            return TurnDecision(self.expecting_wait, "expecting_email")
+        wait = self.expecting_wait if expecting else self.unfinished_wait
+        ending = self._open_ending(words)
+        if ending:
+            return TurnDecision(wait, ending)
+        if text.rstrip().endswith(_OPEN_PUNCTUATION):
+            return TurnDecision(wait, "trailing_punctuation")
+        run = self._digit_run(words)
+        spoken = sum(1 for w in run if not w.isdigit())
+        if spoken >= 2 and _count(run) < self.min_digits:
+            return TurnDecision(wait, "digits")
+        return TurnDecision(0.0)
+
+    def _open_ending(self, words: list[str]) -> str | None:
+        for size in range(min(self._longest, len(words)), 0, -1):
+            tail = " ".join(words[-size:])
+            if tail in self._fillers:
+                return "filler"
+            if tail in self._open:
+                return "open_ending"
+        return None
+
+    def _is_digit(self, word: str) -> bool:
+        return word.isdigit() or word in self._digits
+
+    def _digit_run(self, words: list[str]) -> list[str]:
+        """The digits (spoken or numerals) the text ends with."""
+        start = len(words)
+        while start and self._is_digit(words[start - 1]):
+            start -= 1
+        return words[start:]
+
+
+def _count(digits: Iterable[str]) -> int:
+    """How many digits: a numeral counts its length, a spoken digit one."""
+    return sum(len(w) if w.isdigit() else 1 for w in digits)
