@@ -54,6 +54,7 @@ class Config:
     name: str
     barge_in: BargeIn | bool = True
     detector: TurnDetector | bool = True
+    interim_ms: int = 100  # how often the fake STT shows words; huge: a batch STT (none)
 
 
 CONFIGS: dict[str, Config] = {
@@ -64,6 +65,9 @@ CONFIGS: dict[str, Config] = {
         "resume after 1.5 s, detector waits 1.2 s",
         BargeIn(resume_after_ms=1500),
         LocalTurnDetector(unfinished_wait=1.2),
+    ),
+    "batch stt": Config(
+        "default, STT without interim words (Whisper, PocketSphinx)", interim_ms=10**9
     ),
     "eager": Config(
         "resume after 0.6 s, detector waits 0.5 s",
@@ -233,12 +237,29 @@ class _HintPolicy(ConversationPolicy):
         return reply
 
 
-async def run_scenario(scenario: Scenario, config: Config | None = None) -> Outcome:
-    """Play ``scenario`` against a pipeline on fakes (call inside virtual time)."""
+class _NoWordTiming:
+    """A FakeTTS that hides its word timing, like most real TTSs."""
+
+    def __init__(self, tts: FakeTTS) -> None:
+        self.inner = tts
+        self.output_format = tts.output_format
+
+    def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        return self.inner.synthesize(text)
+
+
+async def run_scenario(
+    scenario: Scenario, config: Config | None = None, *, word_timing: bool = True
+) -> Outcome:
+    """Play ``scenario`` against a pipeline on fakes (call inside virtual time).
+
+    ``word_timing=False`` hides the fake TTS's word timing, so what the
+    caller heard is known to the sentence only.
+    """
     config = config or CONFIGS["default"]
     script = [step.words if isinstance(step, Say) else "" for step in scenario.caller
               if not isinstance(step, Quiet)]  # fmt: skip
-    stt = FakeSTT(script)
+    stt = FakeSTT(script, interim_ms=config.interim_ms)
     scripted = iter(scenario.replies)
 
     def reply(messages: Sequence[Message]) -> str:
@@ -251,7 +272,7 @@ async def run_scenario(scenario: Scenario, config: Config | None = None) -> Outc
     pipeline = Pipeline(
         stt=stt,
         llm=llm,
-        tts=tts,
+        tts=tts if word_timing else _NoWordTiming(tts),
         policy=policy,
         input_format=FORMAT,
         realtime_lead=0.2,

@@ -90,7 +90,7 @@ class TurnTaking:
         *,
         barge_in: BargeIn | None = None,
         detector: TurnDetector | None = None,
-        continue_after_ms: float = 1500.0,
+        continue_after_ms: float = 3000.0,
         clock: Callable[[], float] = anyio.current_time,
     ) -> None:
         self.floor = floor
