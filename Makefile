@@ -50,6 +50,7 @@ docs: $(VENV)/.dev-installed
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python -m benchmarks.turns
 
 clean:
 	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache reply.wav
