@@ -38,6 +38,7 @@ from voicepipe.audio import chunk_pcm
 from voicepipe.forms import SQLiteFormStore
 from voicepipe.providers.fake import FakeLLM, FakeSTT, FakeTTS
 from voicepipe.server import Providers, RedactToken, ServerSettings, VoiceServer, create_app
+from voicepipe.server.security import LOCAL_HOSTS
 
 ROOT = Path(__file__).parent.parent
 FORMS = ROOT / "examples" / "forms"
@@ -59,6 +60,7 @@ def fake_providers(replies: list[str] | None = None, **llm: Any) -> Fakes:
 
 def make_app(tmp_path: Path, f: Fakes, **settings: Any) -> FastAPI:
     settings.setdefault("realtime_lead", 0)
+    settings.setdefault("allowed_hosts", ("testserver", *LOCAL_HOSTS))  # the TestClient's Host
     settings.setdefault("forms_dir", FORMS)
     config = ServerSettings(form_store=tmp_path / "forms.db", **settings)
     return create_app(config, providers=Providers(f.stt, f.llm, f.tts, ("fake", "fake", "fake")))
@@ -232,13 +234,13 @@ def test_form_by_typed_turns_is_stored_and_complete(tmp_path: Path) -> None:
     ]
     f = fake_providers(replies)
     with TestClient(make_app(tmp_path, f)) as client:
-        with client.websocket_connect("/forms/intake?mode=text&session=call-7") as ws:
+        with client.websocket_connect("/forms/intake?mode=text") as ws:
             for text in ["I am 42", "ana at example dot com", "yes", "four one five ..."]:
                 ws.send_text(json.dumps({"type": "text", "content": text}))
             got = drain(ws)
-        again = refused(client, "/forms/intake?mode=text&session=call-7")
+        session_id = got.events[0]["session_id"]  # issued by the server, the proof to resume
+        again = refused(client, f"/forms/intake?mode=text&session={session_id}")
 
-    assert got.events[0]["session_id"] == "call-7"
     assert got.of("assistant")[0]["content"] == (
         "Hello! I need three quick details from you. How old are you?"
     )
@@ -256,7 +258,7 @@ def test_form_by_typed_turns_is_stored_and_complete(tmp_path: Path) -> None:
 
     async def stored() -> str | None:
         async with SQLiteFormStore(tmp_path / "forms.db") as store:
-            record = await store.get("call-7")
+            record = await store.get(session_id)
         return record.status if record else None
 
     assert anyio.run(stored) == "complete"
@@ -433,9 +435,10 @@ def test_providers_come_from_the_environment_by_default(
     for role in ("STT", "LLM", "TTS"):
         monkeypatch.setenv(f"VOICEPIPE_{role}", "fake")
     monkeypatch.setenv("VOICEPIPE_REALTIME_LEAD", "0")
-    with TestClient(create_app(ServerSettings(form_store=tmp_path / "f.db"))) as client:
+    app = create_app(ServerSettings(form_store=tmp_path / "f.db"))
+    with TestClient(app, base_url="http://localhost") as client:  # a Host the defaults allow
         health = client.get("/health").json()
-        got = talk(client)
+        got = talk(client, "ws://localhost/listen")
     assert health["providers"] == {"stt": "fake", "llm": "fake", "tts": "fake"}
     assert got.of("user_turn")[0]["content"] == "hello"  # the fake STT hears "hello"
     assert got.of("assistant")[0]["content"] == "hello"  # and the fake LLM echoes it

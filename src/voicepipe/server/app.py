@@ -8,7 +8,6 @@ conversation, ``WS /forms/{name}`` the form agent over the forms in
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -41,8 +40,16 @@ STATIC = Path(__file__).resolve().parent / "static"
 class VoiceServer:
     """What the routes share: settings, providers, the forms, their store, open sessions."""
 
-    def __init__(self, settings: ServerSettings, providers: Providers | None) -> None:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        providers: Providers | None,
+        may_resume: security.ResumeCheck | None = None,
+    ) -> None:
         self.settings = settings
+        secret = settings.session_secret
+        self.signer = security.SessionSigner(secret.get_secret_value().encode() if secret else None)
+        self.may_resume: security.ResumeCheck = may_resume or self.signer.check
         self._injected = providers
         self.providers: Providers | None = providers
         self.forms: dict[str, Form] = {}
@@ -82,7 +89,7 @@ class VoiceServer:
         if refused is not None:
             code, reason = refused
             log.info("refused a session: %s", reason)
-            await websocket.accept()
+            await websocket.accept(subprotocol=security.subprotocol(websocket))
             await websocket.close(code, reason)
             yield False
             return
@@ -129,15 +136,22 @@ class VoiceServer:
 
 
 def create_app(
-    settings: ServerSettings | None = None, *, providers: Providers | None = None
+    settings: ServerSettings | None = None,
+    *,
+    providers: Providers | None = None,
+    may_resume: security.ResumeCheck | None = None,
 ) -> FastAPI:
     """The server. ``settings`` default to the environment's (``VOICEPIPE_*``, ``.env``);
     ``providers`` (else chosen from the environment at startup) are shared by every
-    session; each session gets its own Pipeline and policy."""
-    server = VoiceServer(settings or ServerSettings(), providers)
+    session; each session gets its own Pipeline and policy. ``may_resume(connection,
+    form, session_id)`` decides who may open a form session by its id (default: only
+    ids this server issued; see :class:`voicepipe.server.security.SessionSigner`)."""
+    server = VoiceServer(settings or ServerSettings(), providers, may_resume)
     app = FastAPI(title="voicepipe", lifespan=server.lifespan, docs_url=None, redoc_url=None)
     app.state.server = server
-    security.redact_uvicorn_logs()
+    app.add_middleware(security.TrustedHosts, settings=server.settings)
+    token = server.settings.access_token
+    security.redact_uvicorn_logs(*([token.get_secret_value()] if token else []))
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -160,10 +174,18 @@ def create_app(
                 return
             form = server.forms.get(name)
             if form is None or server.store is None:
-                await websocket.accept()
+                await websocket.accept(subprotocol=security.subprotocol(websocket))
                 await websocket.close(1008, f"no form named {name[:40]!r}")
                 return
-            session_id = websocket.query_params.get("session", "")[:200] or uuid.uuid4().hex
+            # An id is not a credential: without proof it starts nothing and discloses nothing.
+            session_id = websocket.query_params.get("session", "")[:200]
+            if not session_id:
+                session_id = server.signer.new(name)
+            elif not await security.may_resume(server.may_resume, websocket, name, session_id):
+                log.info("refused a form session: no proof of ownership")
+                await websocket.accept(subprotocol=security.subprotocol(websocket))
+                await websocket.close(1008, "unknown form session, or not yours to resume")
+                return
             async with FormPolicy(form, store=server.store, session_id=session_id) as policy:
                 await server.run(websocket, policy, session_id)
 

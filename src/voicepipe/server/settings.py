@@ -22,9 +22,13 @@ class ServerSettings(BaseSettings):
 
     ``allowed_origins``: comma-separated origins (``https://example.org``)
     whose pages may open a session, besides the server's own; ``*`` allows
-    any. ``access_token``: when set, clients must send it (``?token=`` or
-    ``Authorization: Bearer``). The limits end or refuse sessions with a
-    close reason that says which. Form answers go to the SQLite file
+    any. ``allowed_hosts``: the names the server answers to in the ``Host``
+    header (default: localhost names), besides the allowed origins' hosts; ``*``
+    allows any. ``access_token``: when set, clients must send it (the
+    ``voicepipe.token.*`` subprotocol, ``Authorization: Bearer``, or ``?token=``).
+    ``session_secret`` signs form session ids (a random one per process if
+    unset). The limits end or refuse sessions with a close reason that says
+    which. Form answers go to the SQLite file
     ``form_store``, or to PostgreSQL when ``form_store_dsn`` is set (needed
     for a form session to resume on any worker); ``form_lease_seconds`` is
     how long a crashed process can keep a form session from being resumed.
@@ -35,7 +39,9 @@ class ServerSettings(BaseSettings):
     )
 
     allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
     access_token: SecretStr | None = None
+    session_secret: SecretStr | None = None
     max_sessions: int = Field(default=50, ge=1)
     max_session_seconds: float = Field(default=600.0, gt=0)
     max_audio_bytes: int = Field(default=16000 * 2 * 600, ge=1)  # 10 min at 16 kHz
@@ -54,7 +60,13 @@ class ServerSettings(BaseSettings):
         items = value.split(",") if isinstance(value, str) else value
         return tuple(o.strip().rstrip("/").lower() for o in map(str, items) if o.strip())
 
-    @field_validator("access_token", "form_store_dsn")
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else value
+        return tuple(h.strip().strip("[]").lower() for h in map(str, items) if h.strip())
+
+    @field_validator("access_token", "form_store_dsn", "session_secret")
     @classmethod
     def _no_empty_secret(cls, value: SecretStr | None) -> SecretStr | None:
         return value if value is not None and value.get_secret_value().strip() else None

@@ -127,6 +127,10 @@ class Dialect:
     Subclass it and override the hooks the module docstring describes.
     """
 
+    subprotocols: tuple[str, ...] = ()
+    """WebSocket subprotocols this dialect speaks; the core accepts the first one the
+    client offers (a browser drops a connection that offered some and got none)."""
+
     text_mode: bool = False
     """Run the session on typed turns (``link.text``) instead of audio."""
 

@@ -88,7 +88,8 @@ async def serve(
     send_timeout: float = DEFAULT_SEND_TIMEOUT,
     input_buffer: int = 50,
 ) -> None:
-    """Run ``pipeline`` as one session over ``websocket`` (accepted here if it is not yet).
+    """Run ``pipeline`` as one session over ``websocket`` (accepted here if it is not yet,
+    with the first of the dialect's ``subprotocols`` the client offered).
 
     Returns when the session is over and the socket closed (or the client
     dropped). ``dialect`` makes the connection's
@@ -96,12 +97,15 @@ async def serve(
     ``input_buffer`` is how many input chunks may wait for the pipeline before
     reading the socket pauses.
     """
+    speaker = dialect()
     if websocket.application_state is WebSocketState.CONNECTING:
-        await websocket.accept()
+        offered = websocket.scope.get("subprotocols") or ()
+        chosen = next((p for p in speaker.subprotocols if p in offered), None)
+        await websocket.accept(subprotocol=chosen)
     connection = _Connection(
         websocket,
         pipeline,
-        dialect(),
+        speaker,
         max_frame_bytes=max_frame_bytes,
         max_audio_bytes=max_audio_bytes,
         send_timeout=send_timeout,

@@ -4,7 +4,8 @@
 // rate the server's `session` event announces, and {"type": "stop"} when the
 // user presses Stop; the server sends one JSON event per text frame and the
 // reply's audio as binary PCM16 frames, then closes after `finish`.
-// Append ?token=... to the page's address when the server needs an access token.
+// When the server needs an access token, open the page as /#token=... (a fragment
+// never leaves the browser); it is sent in the Sec-WebSocket-Protocol header.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -83,14 +84,22 @@ async function start() {
   connect($("mode").value);
 }
 
+function base64url(text) {
+  const bytes = new TextEncoder().encode(text);
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
 function connect(path) {
   const page = new URLSearchParams(location.search);
+  const fragment = new URLSearchParams(location.hash.slice(1));
   const query = new URLSearchParams();
-  for (const key of ["token", "session"]) {
-    if (page.get(key)) query.set(key, page.get(key));
-  }
+  const session = fragment.get("session") || page.get("session");
+  if (session) query.set("session", session);
+  const protocols = ["voicepipe"];
+  const token = fragment.get("token") || page.get("token");
+  if (token) protocols.push("voicepipe.token." + base64url(token));
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const ws = new WebSocket(`${scheme}://${location.host}/${path}?${query}`);
+  const ws = new WebSocket(`${scheme}://${location.host}/${path}?${query}`, protocols);
   ws.binaryType = "arraybuffer";
   state.ws = ws;
   setStatus("connecting…");

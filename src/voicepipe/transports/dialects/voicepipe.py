@@ -34,6 +34,8 @@ __all__ = ["VoicepipeDialect"]
 class VoicepipeDialect(Dialect):
     """PCM16 binary frames and JSON control in; JSON events and PCM16 binary frames out."""
 
+    subprotocols = ("voicepipe",)
+
     def __init__(self) -> None:
         self.client_format: AudioFormat | None = None
         self.resampler: Resampler | None = None
