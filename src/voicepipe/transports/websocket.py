@@ -214,8 +214,9 @@ class _Connection:
             return
         if isinstance(item, _Close):
             self.close_queued = self.closing = True
-        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            await self._outbox_in.send(item)
+        # No checkpoint between the gate check above and the enqueue (anyio's
+        # `send` yields first): `finish` could be queued in between.
+        await _put(self._outbox_in, item)
 
     async def _write_loop(self) -> None:
         try:
