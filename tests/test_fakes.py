@@ -118,7 +118,7 @@ async def test_fake_llm_closing_early_is_recorded() -> None:
     stream = llm.stream([])
     assert await anext(stream) == "one"
     assert llm.open_streams == 1
-    await stream.aclose()  # type: ignore[attr-defined]
+    await stream.aclose()
     assert llm.open_streams == 0
     assert llm.completed_streams == 0
 

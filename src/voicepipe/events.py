@@ -36,6 +36,8 @@ __all__ = [
     "StartControl",
     "StopControl",
     "TextControl",
+    "ToolCallEvent",
+    "ToolResultEvent",
     "TranscriptFinal",
     "TranscriptInterim",
     "UserTurn",
@@ -171,6 +173,8 @@ class Metrics(_Event):
     detector's wait) plus end of turn to first audio.
     ``end_of_turn_wait_ms`` is how long the end-of-turn detector held the
     turn for more speech after the STT ended it (0: not held).
+    ``tool_ms`` is the time the turn's tool calls took (parallel calls count
+    once), None when no tool ran.
     """
 
     type: ClassVar[Literal["metrics"]] = "metrics"
@@ -184,6 +188,7 @@ class Metrics(_Event):
     end_of_turn_wait_ms: float | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    tool_ms: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -217,6 +222,32 @@ class FormComplete(_Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ToolCallEvent(_Event):
+    """The model asked for a tool call and it is starting.
+
+    ``arguments`` is the decoded JSON object (the model's raw text when it is
+    not valid JSON). Each ``tool_call`` is followed, some time later, by the
+    ``tool_result`` with the same ``id``, even after a barge-in.
+    """
+
+    type: ClassVar[Literal["tool_call"]] = "tool_call"
+    id: str
+    name: str
+    arguments: dict[str, Any] | str = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolResultEvent(_Event):
+    """A tool call finished: ``ok``, and ``content`` (the result or the error, shortened)."""
+
+    type: ClassVar[Literal["tool_result"]] = "tool_result"
+    id: str
+    name: str
+    ok: bool
+    content: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Finish(_Event):
     """Last event of a session."""
 
@@ -240,6 +271,8 @@ Event = (
     | ErrorEvent
     | FormProgress
     | FormComplete
+    | ToolCallEvent
+    | ToolResultEvent
     | Finish
 )
 """Any event a session emits."""
@@ -249,7 +282,7 @@ _TYPES: dict[str, type[_Event]] = {
     for cls in (
         Session, SpeechStarted, TranscriptInterim, TranscriptFinal, UserTurn, AssistantDelta,
         AudioChunk, AssistantReply, Interrupted, Paused, Resumed, Metrics, ErrorEvent,
-        FormProgress, FormComplete, Finish,
+        FormProgress, FormComplete, ToolCallEvent, ToolResultEvent, Finish,
     )
 }  # fmt: skip
 

@@ -431,7 +431,7 @@ class Pipeline:
                     for event in reply.events:
                         await session.emit(event)
                     if not state.interrupted:
-                        await speaker.speak(reply.text, state)
+                        await speaker.speak(reply.text, state, ctx)
                 await session.unpaused(state)  # a pause at the very end ends in resume or cut
                 state.finished = True
             except (ProviderError, PolicyError) as exc:
@@ -458,7 +458,7 @@ class Pipeline:
             log.exception("policy failed")
             await self._error(session, "policy", f"{type(exc).__name__}: {exc}")
         if turn is not None:
-            await session.emit(self._metrics(state, ctx.usage))
+            await session.emit(self._metrics(state, ctx.usage, ctx.tool_ms))
         if fatal is not None:
             await self._fatal(session, fatal.stage, fatal.message)
             return True
@@ -471,7 +471,7 @@ class Pipeline:
         log.warning("session %s: %s failed: %s", self.session_id, stage, message)
         await session.emit(ErrorEvent(stage=stage, message=message, recoverable=True))
 
-    def _metrics(self, state: ReplyState, usage: Usage) -> Metrics:
+    def _metrics(self, state: ReplyState, usage: Usage, tool_ms: float | None) -> Metrics:
         def ms(start: float | None, end: float | None) -> float | None:
             return None if start is None or end is None else round((end - start) * 1000, 3)
 
@@ -492,4 +492,5 @@ class Pipeline:
             end_of_turn_wait_ms=state.wait_ms,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
+            tool_ms=tool_ms,
         )

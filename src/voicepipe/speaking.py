@@ -21,7 +21,7 @@ import logging
 import math
 from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 from anyio.abc import TaskGroup
@@ -34,6 +34,9 @@ from voicepipe.providers.base import TTS
 from voicepipe.streams import aiter_any, closing, put
 from voicepipe.text import SentenceSplitter
 from voicepipe.turns.playback import Playback, word_offsets
+
+if TYPE_CHECKING:
+    from voicepipe.policies.base import PolicyContext
 
 __all__ = ["Outlet", "ReplyState", "Speaker"]
 
@@ -104,21 +107,34 @@ class Speaker:
         self.out = out
         self.report = report
 
-    async def speak(self, text: str | AsyncIterable[str], state: ReplyState) -> None:
+    async def speak(
+        self,
+        text: str | AsyncIterable[str],
+        state: ReplyState,
+        ctx: PolicyContext | None = None,
+    ) -> None:
+        """Speak ``text``; ``ctx.task_group`` is lent the reply's task group meanwhile."""
         # Fixed text (a greeting, a form question) is not timed as LLM output.
         state.timed = not isinstance(text, str)
         deltas = aiter_any([text]) if isinstance(text, str) else text
         if self.tts is None:
-            await self._speak_text(deltas, state)
+            async with anyio.create_task_group() as tg:  # the policy's work (a tool call)
+                if ctx is not None:
+                    ctx.task_group = tg
+                await self._speak_text(deltas, state)
             return
         sentences_send, sentences = anyio.create_memory_object_stream[_Sentence](1)
         opened: list[_Sentence] = []  # closed below even if cancelled before being played
         try:
             async with anyio.create_task_group() as tg:
+                if ctx is not None:
+                    ctx.task_group = tg  # the policy's work beside the reply (a tool call)
                 tg.start_soon(self._produce, deltas, self.tts, sentences_send, tg, state, opened)
                 with sentences:
                     await self._play(sentences, self.tts, state)
         finally:
+            if ctx is not None:
+                ctx.task_group = None
             for sentence in opened:
                 if sentence.audio is not None:
                     sentence.audio.close()

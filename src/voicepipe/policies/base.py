@@ -11,6 +11,8 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from anyio.abc import TaskGroup
+
 from voicepipe.events import Event
 from voicepipe.providers.base import LLM, Usage
 
@@ -47,11 +49,18 @@ class PolicyContext:
 
     ``emit`` sends an event to the session's client at once, in order with
     the reply (a ``tool_call`` while the reply is being produced, say).
+    ``task_group`` (None outside a pipeline) lives as long as the reply,
+    inside its cancel scope: work started there runs beside the reply text
+    (a tool call while a filler line is spoken), is cancelled on barge-in
+    like the reply, and is waited for before the next turn (shield what
+    must finish). ``tool_ms`` is the policy's tool time, for ``metrics``.
     """
 
     llm: LLM
     usage: Usage = field(default_factory=Usage)
     emit: Callable[[Event], Awaitable[None]] = _discard
+    task_group: TaskGroup | None = None
+    tool_ms: float | None = None
 
 
 @runtime_checkable

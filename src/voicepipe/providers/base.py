@@ -13,9 +13,9 @@ must not hold a cancel scope or task group open across a ``yield``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, runtime_checkable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from voicepipe.audio import AudioFormat
 from voicepipe.events import ErrorEvent, SpeechStarted, TranscriptFinal, TranscriptInterim, UserTurn
@@ -27,6 +27,9 @@ __all__ = [
     "Emit",
     "Message",
     "STTEvent",
+    "ToolCall",
+    "ToolLLM",
+    "ToolSpec",
     "Usage",
 ]
 
@@ -44,11 +47,44 @@ M = TypeVar("M", bound="BaseModel")
 
 
 @dataclass(frozen=True, slots=True)
-class Message:
-    """One chat message for the LLM."""
+class ToolSpec:
+    """A tool as the model sees it: a name, what it does, and a JSON schema of its arguments."""
 
-    role: Literal["system", "user", "assistant"]
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] = field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """The model asks for a tool to be run.
+
+    ``arguments`` is the decoded JSON object, or the model's raw text when it
+    is not valid JSON (the tool runner then answers the model with the error).
+    ``id`` pairs the call with its result; an empty id is filled in by
+    whoever records the call.
+    """
+
+    name: str
+    arguments: Mapping[str, Any] | str = field(default_factory=dict)
+    id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One chat message for the LLM.
+
+    An assistant message may carry the ``tool_calls`` it made (its
+    ``content`` may then be empty); a ``tool`` message carries one call's
+    result in ``content`` and the call's id in ``tool_call_id``.
+    """
+
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -96,6 +132,31 @@ class LLM(Protocol):
     ) -> M:
         """Return a reply that validates as ``schema``, or raise ProviderError."""
         ...
+
+
+@runtime_checkable
+class ToolLLM(Protocol):
+    """A chat language model that can also ask for tool calls.
+
+    Its ``stream`` takes ``tools=`` and then yields :class:`ToolCall` items
+    besides text deltas, each call once and complete (arguments whole). To
+    stay an :class:`LLM` as well, declare ``stream`` with two overloads (see
+    ``FakeLLM.stream``): without ``tools`` it yields ``str`` only.
+    """
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        usage: Usage | None = None,
+        tools: Sequence[ToolSpec] | None = None,
+    ) -> AsyncIterator[str | ToolCall]:
+        """Like :meth:`LLM.stream`; with ``tools``, calls come as :class:`ToolCall` items."""
+        ...
+
+    async def complete_json(
+        self, messages: Sequence[Message], schema: type[M], *, usage: Usage | None = None
+    ) -> M: ...
 
 
 @runtime_checkable

@@ -17,8 +17,17 @@ import functools
 import math
 import re
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
-from typing import TypeVar
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
+from dataclasses import replace
+from typing import TypeVar, overload
 
 import anyio
 from pydantic import BaseModel, ValidationError
@@ -26,9 +35,9 @@ from pydantic import BaseModel, ValidationError
 from voicepipe.audio import AudioFormat
 from voicepipe.errors import ProviderError
 from voicepipe.events import SpeechStarted, TranscriptFinal, TranscriptInterim, UserTurn
-from voicepipe.providers.base import Emit, Message, Usage
+from voicepipe.providers.base import Emit, Message, ToolCall, ToolSpec, Usage
 
-__all__ = ["FakeLLM", "FakeSTT", "FakeTTS"]
+__all__ = ["FakeLLM", "FakeSTT", "FakeTTS", "LLMCall", "ToolCall"]
 
 M = TypeVar("M", bound=BaseModel)
 _TOKEN = re.compile(r"\s*\S+\s*$|\s*\S+")
@@ -135,71 +144,127 @@ class FakeSTT:
         return turn.split()
 
 
+class LLMCall(list[Message]):
+    """The messages of one :meth:`FakeLLM.stream` call (a list, so ``==`` a list of
+    messages works), with the ``tools`` it was given (empty: none)."""
+
+    def __init__(self, messages: Iterable[Message], tools: Iterable[ToolSpec] = ()) -> None:
+        super().__init__(messages)
+        self.tools: tuple[ToolSpec, ...] = tuple(tools)
+
+    @property
+    def tool_names(self) -> list[str]:
+        return [t.name for t in self.tools]
+
+
+ScriptItem = str | Exception | ToolCall | Sequence[str | ToolCall]
+"""One scripted reply: text, an exception to raise, a tool call, or a list of
+text pieces and tool calls (parallel calls, or text before a call)."""
+
+
 class FakeLLM:
     """Scripted chat model.
 
-    ``replies`` is a list used in order (an ``Exception`` in it is raised
-    instead of replying), or a callable from the message list to the reply;
-    by default the last user message is echoed. Replies stream word by word:
+    ``replies`` is a list used in order, or a callable from the message list to
+    the reply; by default the last user message is echoed. A reply is text,
+    an ``Exception`` (raised instead of replying), a :class:`ToolCall` (a call
+    instead of text, when ``stream`` was given tools), or a list of text and
+    calls (``[ToolCall("a"), ToolCall("b")]`` is two parallel calls). Calls
+    without an id get ``call_1``, ``call_2``, ... Replies stream word by word:
     the first token after ``ttft`` seconds, then one every ``token_delay``.
     ``complete_json`` parses the next reply as JSON into the schema.
+    :attr:`calls` records the messages and tools of every ``stream`` call.
     """
 
     def __init__(
         self,
-        replies: Sequence[str | Exception] | Callable[[Sequence[Message]], str] | None = None,
+        replies: Sequence[ScriptItem] | Callable[[Sequence[Message]], ScriptItem] | None = None,
         *,
         ttft: float = 0.0,
         token_delay: float = 0.0,
     ) -> None:
-        self._script: deque[str | Exception] | None = None
-        self._reply_fn: Callable[[Sequence[Message]], str] | None = None
+        self._script: deque[ScriptItem] | None = None
+        self._reply_fn: Callable[[Sequence[Message]], ScriptItem] | None = None
         if callable(replies):
             self._reply_fn = replies
         elif replies is not None:
             self._script = deque(replies)
         self.ttft = ttft
         self.token_delay = token_delay
-        self.calls: list[list[Message]] = []
+        self.calls: list[LLMCall] = []
         self.json_calls: list[list[Message]] = []
         self.open_streams = 0
         self.closed_streams = 0
         self.completed_streams = 0
+        self._call_ids = 0
 
-    def _reply(self, messages: Sequence[Message]) -> str:
+    def _reply(self, messages: Sequence[Message]) -> list[str | ToolCall]:
         if self._reply_fn is not None:
-            return self._reply_fn(messages)
-        if self._script is None:
+            reply = self._reply_fn(messages)
+        elif self._script is None:
             users = [m.content for m in messages if m.role == "user"]
-            return users[-1] if users else ""
-        if not self._script:
+            reply = users[-1] if users else ""
+        elif not self._script:
             raise ProviderError(
                 "llm", f"FakeLLM has no scripted reply left for call {self.n_calls}"
             )
-        reply = self._script.popleft()
+        else:
+            reply = self._script.popleft()
         if isinstance(reply, Exception):
             raise reply
-        return reply
+        if isinstance(reply, str | ToolCall):
+            return [reply]
+        return list(reply)
 
     @property
     def n_calls(self) -> int:
         return len(self.calls) + len(self.json_calls)
 
-    async def stream(
+    @overload
+    def stream(
         self, messages: Sequence[Message], *, usage: Usage | None = None
-    ) -> AsyncIterator[str]:
-        self.calls.append(list(messages))
+    ) -> AsyncGenerator[str, None]: ...
+
+    @overload
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        usage: Usage | None = None,
+        tools: Sequence[ToolSpec] | None = None,
+    ) -> AsyncGenerator[str | ToolCall, None]: ...
+
+    async def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        usage: Usage | None = None,
+        tools: Sequence[ToolSpec] | None = None,
+    ) -> AsyncGenerator[str | ToolCall, None]:
+        self.calls.append(LLMCall(messages, tools or ()))
         self.open_streams += 1
         try:
             await anyio.sleep(self.ttft)
-            tokens = _TOKEN.findall(self._reply(messages))
-            for index, token in enumerate(tokens):
+            parts: list[str | ToolCall] = []
+            for part in self._reply(messages):
+                if isinstance(part, str):
+                    parts += _TOKEN.findall(part)
+                elif not tools:
+                    raise ProviderError(
+                        "llm", f"FakeLLM's script calls {part.name!r} but stream() got no tools="
+                    )
+                elif part.id:
+                    parts.append(part)
+                else:
+                    self._call_ids += 1
+                    parts.append(replace(part, id=f"call_{self._call_ids}"))
+            for index, token in enumerate(parts):
                 if index:
                     await anyio.sleep(self.token_delay)
                 yield token
             if usage is not None:
                 usage.prompt_tokens = sum(len(m.content.split()) for m in messages)
-                usage.completion_tokens = len(tokens)
+                usage.completion_tokens = len(parts)
             self.completed_streams += 1
         finally:
             self.open_streams -= 1
@@ -210,7 +275,10 @@ class FakeLLM:
     ) -> M:
         self.json_calls.append(list(messages))
         await anyio.sleep(self.ttft)
-        text = self._reply(messages)
+        parts = self._reply(messages)
+        if not all(isinstance(part, str) for part in parts):
+            raise ProviderError("llm", "FakeLLM's scripted reply to complete_json has a tool call")
+        text = "".join(part for part in parts if isinstance(part, str))
         try:
             return schema.model_validate_json(text)
         except ValidationError as exc:
