@@ -16,7 +16,6 @@ from tests.tool_support import assert_valid_history
 from voicepipe import (
     AssistantDelta,
     AssistantReply,
-    AudioChunk,
     ConversationPolicy,
     ErrorEvent,
     Event,
@@ -199,14 +198,12 @@ async def test_barge_in_during_a_tool_call_keeps_its_result_for_the_next_turn() 
         await release.wait()  # still running when the user speaks
         return WEATHER[city]
 
-    tts = FakeTTS()
-    heard = anyio.Event()  # all of "Let me check." is out: the barge-in cuts no sentence
+    tts = FakeTTS(chunk_delay=0.001)  # "Let me check." may still be playing at the barge-in
 
     async def audio() -> AsyncIterator[bytes]:
         async for chunk in chunks(utterance()):
             yield chunk
         await tool_started.wait()
-        await heard.wait()
         async for chunk in chunks(utterance()):  # barge-in while the tool runs
             yield chunk
 
@@ -220,15 +217,10 @@ async def test_barge_in_during_a_tool_call_keeps_its_result_for_the_next_turn() 
     stt = FakeSTT(["weather in Paris", "what did you find"])
     pipeline = Pipeline(stt=stt, llm=llm, tts=tts, policy=policy, input_format=FORMAT)
     events: list[Event] = []
-    audio_bytes = 0
     with anyio.fail_after(10):
         async with pipeline.run(audio()) as stream:
             async for event in stream:
                 events.append(event)
-                if isinstance(event, AudioChunk):
-                    audio_bytes += len(event.audio)
-                    if audio_bytes == tts.audio_bytes("Let me check."):
-                        heard.set()
                 if isinstance(event, Interrupted):
                     release.set()
 
@@ -238,9 +230,9 @@ async def test_barge_in_during_a_tool_call_keeps_its_result_for_the_next_turn() 
     assert sequence.index("tool_call") < barge < sequence.index("tool_result") < first_reply_end
     # Nothing of the interrupted reply is heard after the barge-in.
     assert "audio" not in sequence[barge:first_reply_end], " ".join(sequence)
-    assert of_type(events, Interrupted)[0].content == "Let me check."
     first, second = of_type(events, AssistantReply)
-    assert (first.content, first.interrupted) == ("Let me check.", True)
+    assert first.interrupted
+    assert first.content == of_type(events, Interrupted)[0].content  # what was heard of it
     assert second.content == "It was sunny, 22 degrees."
     # The tool ran once; the model was not asked again until the new turn, which saw the result.
     assert runs == ["Paris"]
