@@ -4,6 +4,9 @@ The tables are bit-identical to the standard library's deprecated ``audioop``
 (checked on every int16 value and every code). Both directions cost a few
 microseconds per 20 ms frame, so they run inline, not in a thread; rate
 conversion to and from 8 kHz uses :class:`voicepipe.audio.Resampler` (soxr).
+Upsampling the caller's audio uses soxr's quick cubic quality: soxr's
+filtered qualities release 20 ms frames in bursts of ~100 ms, a delay every
+turn would pay, and telephone-band audio has nothing to alias on the way up.
 """
 
 from __future__ import annotations
@@ -106,6 +109,10 @@ def alaw_to_pcm(data: bytes) -> bytes:
     return _decode("alaw", data)
 
 
+def _upsampler(rate: int) -> Resampler:
+    return Resampler(TELEPHONE, AudioFormat(rate), quality="QQ")
+
+
 class G711Decoder:
     """μ-law or A-law at 8 kHz to PCM16 mono at ``rate`` (every byte is a sample: no framing)."""
 
@@ -115,14 +122,14 @@ class G711Decoder:
         self.name: str = law
         self.rate = rate
         self._law = law
-        self._resampler = Resampler(TELEPHONE, AudioFormat(rate))
+        self._resampler = _upsampler(rate)
 
     def decode(self, data: bytes) -> bytes:
         return self._resampler.process(_decode(self._law, data)) if data else b""
 
     def flush(self) -> bytes:
         tail = self._resampler.flush()
-        self._resampler = Resampler(TELEPHONE, self._resampler.dst)
+        self._resampler = _upsampler(self.rate)
         return tail
 
     def close(self) -> None:
