@@ -137,7 +137,7 @@ def test_bad_json_gets_an_error_and_the_session_goes_on(tmp_path: Path) -> None:
         got = drain(ws)
     assert [e.split(":")[0] for e in got.errors] == [
         "control message is not valid JSON",
-        "unknown control message type 'shout'; expected one of start, stop, text",
+        "unknown control message type 'shout'; expected one of start, stop, text, end_turn",
     ]
     assert got.of("assistant")[0]["content"] == "Fine."
     assert got.code == 1000

@@ -22,6 +22,7 @@ __all__ = [
     "AssistantReply",
     "AudioChunk",
     "Control",
+    "EndTurnControl",
     "ErrorEvent",
     "Event",
     "Finish",
@@ -319,10 +320,13 @@ def _format_dict(fmt: AudioFormat) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class StartControl:
-    """The client declares the format of the audio it will send."""
+    """The client declares the audio it will send and the codecs it wants (``input``,
+    ``output``: see ``docs/server.md``; ``None`` keeps the URL's or the default)."""
 
     sample_rate: int = 16000
     channels: int = 1
+    input: str | None = None
+    output: str | None = None
     type: ClassVar[Literal["start"]] = "start"
 
 
@@ -334,6 +338,13 @@ class StopControl:
 
 
 @dataclass(frozen=True, slots=True)
+class EndTurnControl:
+    """Push-to-talk: the user's turn is over now (no waiting for silence)."""
+
+    type: ClassVar[Literal["end_turn"]] = "end_turn"
+
+
+@dataclass(frozen=True, slots=True)
 class TextControl:
     """A typed user turn, for clients without a microphone."""
 
@@ -341,13 +352,18 @@ class TextControl:
     type: ClassVar[Literal["text"]] = "text"
 
 
-Control = StartControl | StopControl | TextControl
+Control = StartControl | StopControl | TextControl | EndTurnControl
 
 # type -> (class, {field: expected type}, required fields)
 _CONTROLS: dict[str, tuple[type[Control], dict[str, type], frozenset[str]]] = {
-    "start": (StartControl, {"sample_rate": int, "channels": int}, frozenset()),
+    "start": (
+        StartControl,
+        {"sample_rate": int, "channels": int, "input": str, "output": str},
+        frozenset(),
+    ),
     "stop": (StopControl, {}, frozenset()),
     "text": (TextControl, {"content": str}, frozenset({"content"})),
+    "end_turn": (EndTurnControl, {}, frozenset()),
 }
 
 

@@ -16,11 +16,13 @@ every provider stream and leaves no task behind.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -29,6 +31,7 @@ from voicepipe.audio import AudioFormat
 from voicepipe.errors import AudioFormatError, PolicyError, ProviderError, Stage
 from voicepipe.events import (
     AssistantReply,
+    AudioChunk,
     ErrorEvent,
     Event,
     Finish,
@@ -44,7 +47,7 @@ from voicepipe.speaking import ReplyState, Speaker
 from voicepipe.streams import CLOSE_TIMEOUT, aiter_any, closing, put
 from voicepipe.turns import BargeIn, LocalTurnDetector, TurnDetector, TurnTaking
 
-__all__ = ["Pipeline"]
+__all__ = ["Pipeline", "Playback"]
 
 log = logging.getLogger("voicepipe.pipeline")
 
@@ -58,6 +61,20 @@ class _Turn:
     wait_ms: float | None = None  # the end-of-turn detector's hold
 
 
+class Playback(Protocol):
+    """A client that says what it has actually played (Twilio's marks). Set as
+    ``Pipeline.playback``: a reply then lasts until it is played, and an
+    interrupted reply's history keeps only what was heard."""
+
+    def heard(self, spoken: Sequence[str]) -> Sequence[str]:
+        """Of the reply's sentences sent so far, the leading ones actually played."""
+        ...
+
+    async def played(self, upto: int) -> None:
+        """Return once the first ``upto`` bytes of the session's reply audio were played."""
+        ...
+
+
 class _Session:
     """Per-run state shared by the listen and respond loops; the turn-taking :class:`Floor`.
 
@@ -66,11 +83,18 @@ class _Session:
     """
 
     def __init__(
-        self, send: MemoryObjectSendStream[Event], scope: anyio.CancelScope, *, paced: bool
+        self,
+        send: MemoryObjectSendStream[Event],
+        scope: anyio.CancelScope,
+        *,
+        paced: bool,
+        playback: Playback | None = None,
     ) -> None:
         self.send = send
         self.scope = scope
         self.paced = paced
+        self.playback = playback  # a client that reports what it played
+        self.audio_bytes = 0  # reply audio emitted so far (what Playback.played counts)
         self.expecting: str | None = None  # the last reply's Reply.expecting
         self.turn_queue: MemoryObjectSendStream[_Turn] | None = None
         self._gate: anyio.Event | None = None  # set while the reply is paused
@@ -91,6 +115,8 @@ class _Session:
         """
         if self.gone:
             return
+        if isinstance(event, AudioChunk):
+            self.audio_bytes += len(event.audio)
         try:
             await put(self.send, event)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -140,7 +166,9 @@ class _Session:
         if scope is None or state is None or state.interrupted or state.finished:
             return None
         state.interrupted = True  # the speaker's cut check: nothing of the reply after this
-        if self.paced:
+        if self.playback is not None:  # the client said what it played
+            state.heard = "".join(self.playback.heard(state.spoken))
+        elif self.paced:
             state.heard = state.playback.heard(anyio.current_time(), self.play_until)
         else:
             state.heard = "".join(state.spoken)
@@ -225,6 +253,9 @@ class Pipeline:
         self.max_chunk_bytes = max_chunk_bytes
         self.event_buffer = event_buffer
         self.session_id = session_id or uuid.uuid4().hex
+        self.playback: Playback | None = None
+        """Set by a transport whose client reports playback (see :class:`Playback`)."""
+        self._live: tuple[_Session, MemoryObjectSendStream[_Turn]] | None = None
 
     # -- public entry points -------------------------------------------------
 
@@ -257,6 +288,18 @@ class Pipeline:
         async with self._run(source, sequential=True) as events:
             yield events
 
+    async def inject_turn(self, text: str) -> None:
+        """Answer ``text`` as a whole user turn that did not come from the STT
+        (keypad digits on a call); it interrupts a reply as a spoken turn does."""
+        if self._live is None:
+            raise RuntimeError("inject_turn() is for a running session")
+        session, turns = self._live
+        interrupted = session.cut() if self.barge_in else None
+        if interrupted is not None:
+            await session.emit(interrupted)
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            await put(turns, _Turn(text, anyio.current_time(), announce=True))
+
     # -- session -------------------------------------------------------------
 
     @asynccontextmanager
@@ -282,7 +325,9 @@ class Pipeline:
         self, source: _Source, send: MemoryObjectSendStream[Event], sequential: bool
     ) -> None:
         with anyio.CancelScope() as scope:
-            session = _Session(send, scope, paced=self.realtime_lead is not None)
+            session = _Session(
+                send, scope, paced=self.realtime_lead is not None, playback=self.playback
+            )
             async with send:
                 try:
                     await self._session(session, source, sequential)
@@ -300,6 +345,7 @@ class Pipeline:
         )
         buffer = 0 if sequential else 16
         turn_send, turn_receive = anyio.create_memory_object_stream[_Turn](buffer)
+        self._live = (session, turn_send)
         with turn_receive, anyio.CancelScope() as session_scope:
             async with anyio.create_task_group() as tg:
 
@@ -432,6 +478,8 @@ class Pipeline:
                         await session.emit(event)
                     if not state.interrupted:
                         await speaker.speak(reply.text, state, ctx)
+                    if session.playback is not None and not state.interrupted:
+                        await session.playback.played(session.audio_bytes)
                 await session.unpaused(state)  # a pause at the very end ends in resume or cut
                 state.finished = True
             except (ProviderError, PolicyError) as exc:
@@ -445,7 +493,12 @@ class Pipeline:
             finally:
                 session.reply_scope = session.reply_state = None
         interrupted = state.interrupted
-        spoken = state.heard if state.heard is not None else "".join(state.spoken)
+        if state.heard is not None:
+            spoken = state.heard
+        elif session.playback is not None:
+            spoken = "".join(session.playback.heard(state.spoken))
+        else:
+            spoken = "".join(state.spoken)
         produced = "".join(state.produced)
         if spoken.strip() or interrupted:
             # What the user heard, never more: a sentence the TTS failed on or
