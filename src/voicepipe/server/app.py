@@ -2,13 +2,15 @@
 
 Routes: ``GET /`` the page (and ``/static/``), ``WS /listen`` free
 conversation, ``WS /forms/{name}`` the form agent over the forms in
-``forms_dir``, ``GET /health``. ``docs/server.md`` has the wire protocol.
+``forms_dir``, ``GET /health``; the routes for other clients (Twilio, the
+push-to-talk forms client) are in :mod:`voicepipe.server.dialects`.
+``docs/server.md`` has the wire protocol.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -24,9 +26,12 @@ from voicepipe.policies.base import Policy
 from voicepipe.policies.conversation import ConversationPolicy
 from voicepipe.policies.form import FormPolicy
 from voicepipe.server import security
+from voicepipe.server.dialects import mount_dialect_routes
 from voicepipe.server.forms import load_forms, open_store
 from voicepipe.server.providers import Providers
 from voicepipe.server.settings import ServerSettings
+from voicepipe.transports.dialect import Dialect
+from voicepipe.transports.dialects.voicepipe import VoicepipeDialect
 from voicepipe.transports.websocket import serve
 
 __all__ = ["STATIC", "VoiceServer", "create_app"]
@@ -102,14 +107,21 @@ class VoiceServer:
     # -- one session -------------------------------------------------------------
 
     async def run(
-        self, websocket: WebSocket, policy: Policy, session_id: str | None = None
+        self,
+        websocket: WebSocket,
+        policy: Policy,
+        session_id: str | None = None,
+        *,
+        dialect: Callable[[], Dialect] = VoicepipeDialect,
+        speak: bool = True,
     ) -> None:
+        """One session; ``dialect`` is the client's protocol, ``speak=False`` skips the TTS."""
         assert self.providers is not None, "the app's lifespan has not run"
         settings = self.settings
         pipeline = Pipeline(
             stt=self.providers.stt,
             llm=self.providers.llm,
-            tts=self.providers.tts,
+            tts=self.providers.tts if speak else None,
             policy=policy,
             input_format=AudioFormat(settings.sample_rate, 1),
             realtime_lead=settings.realtime_lead or None,
@@ -119,6 +131,7 @@ class VoiceServer:
         await serve(
             websocket,
             pipeline,
+            dialect=dialect,
             max_frame_bytes=settings.max_frame_bytes,
             max_seconds=settings.max_session_seconds,
             max_audio_bytes=settings.max_audio_bytes,
@@ -188,6 +201,8 @@ def create_app(
                 return
             async with FormPolicy(form, store=server.store, session_id=session_id) as policy:
                 await server.run(websocket, policy, session_id)
+
+    mount_dialect_routes(app, server)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -32,6 +32,9 @@ class ServerSettings(BaseSettings):
     ``form_store``, or to PostgreSQL when ``form_store_dsn`` is set (needed
     for a form session to resume on any worker); ``form_lease_seconds`` is
     how long a crashed process can keep a form session from being resumed.
+    ``twilio_auth_token``: when set, ``/twilio`` checks each call's
+    ``X-Twilio-Signature`` against ``twilio_public_url`` (the ``wss://`` base
+    your TwiML names; else rebuilt from ``Host`` and ``X-Forwarded-Proto``).
     """
 
     model_config = SettingsConfigDict(
@@ -53,6 +56,8 @@ class ServerSettings(BaseSettings):
     form_store_dsn: SecretStr | None = None
     form_store_schema: str | None = None
     form_lease_seconds: float = Field(default=300.0, gt=0)
+    twilio_auth_token: SecretStr | None = None
+    twilio_public_url: str | None = None
 
     @field_validator("allowed_origins", mode="before")
     @classmethod
@@ -66,7 +71,7 @@ class ServerSettings(BaseSettings):
         items = value.split(",") if isinstance(value, str) else value
         return tuple(h.strip().strip("[]").lower() for h in map(str, items) if h.strip())
 
-    @field_validator("access_token", "form_store_dsn", "session_secret")
+    @field_validator("access_token", "form_store_dsn", "session_secret", "twilio_auth_token")
     @classmethod
     def _no_empty_secret(cls, value: SecretStr | None) -> SecretStr | None:
         return value if value is not None and value.get_secret_value().strip() else None
