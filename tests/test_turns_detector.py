@@ -67,8 +67,10 @@ def test_an_email_address_being_asked_for_waits_for_its_domain() -> None:
     assert detector.judge("ana@example.com", expecting="email").complete
 
 
-def test_any_expected_value_lengthens_the_wait_on_open_endings() -> None:
+def test_values_dictated_in_pieces_lengthen_the_wait_on_open_endings() -> None:
     assert detector.judge("it is for", expecting="date") == TurnDecision(1.5, "open_ending")
+    assert detector.judge("the one with", expecting="choice") == TurnDecision(0.8, "open_ending")
+    assert detector.judge("yes", expecting="yes_no").complete
 
 
 def test_waits_are_configurable_and_bounded() -> None:

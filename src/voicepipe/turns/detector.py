@@ -14,7 +14,7 @@ plugs in by implementing :class:`TurnDetector`.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -68,8 +68,10 @@ class LocalTurnDetector:
     ellipsis) or an open run of spoken digits (fewer than ``min_digits``).
     When the policy expects a phone number or an e-mail address, the bar
     rises: a phone number with fewer than ``phone_digits`` digits or an
-    address without a domain waits ``expecting_wait``. No wait exceeds
-    ``max_wait``. ``languages`` picks the word lists (see
+    address without a domain waits ``expecting_wait``, and so does any open
+    ending while the policy expects one of ``patient_for`` (values people
+    dictate in pieces; a yes/no or a choice is not among them). No wait
+    exceeds ``max_wait``. ``languages`` picks the word lists (see
     :mod:`voicepipe.turns.words`).
     """
 
@@ -82,6 +84,7 @@ class LocalTurnDetector:
         max_wait: float = 2.0,
         min_digits: int = 7,
         phone_digits: int = 9,
+        patient_for: Collection[str] = ("phone", "email", "number", "date", "address"),
     ) -> None:
         if min(unfinished_wait, expecting_wait, max_wait) < 0:
             raise ValueError("waits must not be negative")
@@ -91,6 +94,7 @@ class LocalTurnDetector:
         self.max_wait = max_wait
         self.min_digits = min_digits
         self.phone_digits = phone_digits
+        self.patient_for = frozenset(patient_for)
         self._open = words_for(OPEN_ENDINGS, self.languages)
         self._fillers = words_for(FILLERS, self.languages)
         self._digits = words_for(DIGITS, self.languages) - {"o", "oh", "u", "una"}
@@ -110,7 +114,7 @@ class LocalTurnDetector:
                 return TurnDecision(self.expecting_wait, "expecting_phone")
         elif expecting == "email" and not _DOMAIN_END.search(text.lower()):
             return TurnDecision(self.expecting_wait, "expecting_email")
-        wait = self.expecting_wait if expecting else self.unfinished_wait
+        wait = self.expecting_wait if expecting in self.patient_for else self.unfinished_wait
         ending = self._open_ending(words)
         if ending:
             return TurnDecision(wait, ending)
