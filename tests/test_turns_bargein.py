@@ -99,6 +99,15 @@ def test_words_while_the_reply_plays_on_pause_then_cut() -> None:
     assert judge.tick(0.3) is Action.CUT
 
 
+def test_after_a_question_a_yes_is_an_answer() -> None:
+    judge = BargeInJudge()
+    judge.speech_started(0.0, replying=True)
+    assert judge.text("yes", 0.1, replying=True, question=True) is Action.NONE  # still paused
+    assert judge.paused
+    assert judge.user_turn("yes", 0.5, replying=True, question=True) == (Action.CUT, True)
+    assert judge.user_turn("", 0.5, replying=True, question=True) == (Action.NONE, False)
+
+
 def test_a_real_turn_always_cuts_even_under_the_thresholds() -> None:
     judge = BargeInJudge(BargeIn(min_words=3))
     judge.speech_started(0.0, replying=True)

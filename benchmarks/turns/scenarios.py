@@ -152,6 +152,16 @@ SCENARIOS: tuple[Scenario, ...] = (
         cuts=1,
     ),
     Scenario(
+        "a yes to a question while the reply goes on",
+        (Say("can you book a table", 1200), Quiet(3300), Say("yes", 300), Quiet(4000)),
+        replies=(
+            "Shall I book it for you? I can also check other dates and times if you like.",
+            "Booked.",
+        ),
+        turns=("can you book a table", "yes"),
+        cuts=1,
+    ),
+    Scenario(
         "pauses inside a phone number",
         (
             Say("my number is five five five", 1800),

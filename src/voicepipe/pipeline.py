@@ -131,6 +131,17 @@ class _Session:
         state = self.reply_state
         return state is not None and not state.finished and not state.interrupted
 
+    @property
+    def asked(self) -> bool:
+        state = self.reply_state
+        if state is None:
+            return False
+        if self.expecting in ("yes_no", "choice"):
+            return True
+        if self.paced:  # what the caller has heard so far asks something
+            return "?" in state.playback.heard(anyio.current_time(), self.play_until)
+        return "?" in "".join(state.spoken)
+
     def pause(self) -> bool:
         """Hold the reply's audio and text where they are (the caller may be taking the floor)."""
         state = self.reply_state

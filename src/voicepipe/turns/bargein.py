@@ -126,8 +126,12 @@ class BargeInJudge:
         self._heard_at = now
         return Action.NONE
 
-    def text(self, text: str, now: float, *, replying: bool) -> Action:
-        """Interim or final words of the caller's current speech."""
+    def text(self, text: str, now: float, *, replying: bool, question: bool = False) -> Action:
+        """Interim or final words of the caller's current speech.
+
+        After a ``question`` (see :meth:`user_turn`) a backchannel may be the
+        answer: the reply stays paused until the turn ends.
+        """
         if not replying or self.config.cut_on_speech:
             self.reset()
             return Action.NONE
@@ -143,21 +147,30 @@ class BargeInJudge:
                 return Action.PAUSE
             self._cut_due = due
             return Action.NONE
-        if self.paused_at is not None and real == 0 and tokens(text):
+        if self.paused_at is not None and real == 0 and tokens(text) and not question:
             self.reset()  # only backchannels so far: carry on talking
             return Action.RESUME
         if self.paused_at is not None:
             self._heard_at = now
         return Action.NONE
 
-    def user_turn(self, text: str, now: float, *, replying: bool) -> tuple[Action, bool]:
-        """The STT ended the caller's turn: what to do with the reply, and is it a turn?"""
+    def user_turn(
+        self, text: str, now: float, *, replying: bool, question: bool = False
+    ) -> tuple[Action, bool]:
+        """The STT ended the caller's turn: what to do with the reply, and is it a turn?
+
+        ``question``: the reply has asked something (its last sentence out is a
+        question, or it expects a yes/no or a choice), so "yes" or "okay" is an
+        answer, not a backchannel.
+        """
         if self.config.cut_on_speech:
             return (Action.CUT if replying else Action.NONE), bool(tokens(text))
         paused = self.paused_at is not None
         if not replying and not paused:
             return Action.NONE, bool(tokens(text))
         self.reset()
+        if question and tokens(text):
+            return Action.CUT, True
         if self.backchannels.real_words(text) == 0:
             return (Action.RESUME if paused else Action.NONE), False
         return Action.CUT, True  # a real turn takes the floor, whatever its length

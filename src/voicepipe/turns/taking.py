@@ -47,6 +47,11 @@ class Floor(Protocol):
         """The last reply's hint of what the caller's next turn holds (``Reply.expecting``)."""
         ...
 
+    @property
+    def asked(self) -> bool:
+        """The reply in progress asked the caller something they heard ("yes" answers it)."""
+        ...
+
     def pause(self) -> bool:
         """Hold the reply's output where it is; False if there is nothing to pause."""
         ...
@@ -136,14 +141,17 @@ class TurnTaking:
                 if self._held is not None:
                     self._held.deadline = max(self._held.deadline, now + self.continue_after)
                 if self.judge is not None:
-                    replying = self.floor.replying
-                    await self._apply(self.judge.text(event.content, now, replying=replying))
+                    replying, asked = self.floor.replying, self.floor.asked
+                    action = self.judge.text(event.content, now, replying=replying, question=asked)
+                    await self._apply(action)
         self._wake()
 
     async def _user_turn(self, event: UserTurn, now: float) -> None:
         text = event.content.strip()
         if self.judge is not None:
-            action, is_turn = self.judge.user_turn(text, now, replying=self.floor.replying)
+            action, is_turn = self.judge.user_turn(
+                text, now, replying=self.floor.replying, question=self.floor.asked
+            )
             await self._apply(action)
             if not is_turn:
                 return  # a backchannel (or nothing): shown as transcripts, not answered
