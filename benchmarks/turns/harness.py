@@ -136,20 +136,26 @@ class Outcome:
 
     @property
     def wrongly_stopped(self) -> int:
-        """Replies cut by a noise or by nothing but backchannels."""
+        """Replies cut by a noise or by nothing but backchannels (not meant as a turn)."""
+        expected = {_norm(t) for t in self.scenario.turns}
         count = 0
         for t, _ in self.of(Interrupted):
             cause = self._cause(t)
             if isinstance(cause, Noise) or (
-                isinstance(cause, Say) and _BACKCHANNELS.is_backchannel(cause.words)
+                isinstance(cause, Say)
+                and _BACKCHANNELS.is_backchannel(cause.words)
+                and _norm(cause.words) not in expected
             ):
                 count += 1
         return count
 
     @property
     def answered_backchannels(self) -> int:
-        """Backchannels handed to the policy as turns."""
-        return sum(1 for t in self.turns if _BACKCHANNELS.is_backchannel(t))
+        """Backchannels handed to the policy as turns (not an answer the scenario expects)."""
+        expected = {_norm(t) for t in self.scenario.turns}
+        return sum(
+            1 for t in self.turns if _BACKCHANNELS.is_backchannel(t) and _norm(t) not in expected
+        )
 
     def held(self) -> list[float]:
         """Per turn the end-of-turn detector held: how long, in seconds."""
