@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator, AsyncIterable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import anyio
 from pydantic import BaseModel, SecretStr, ValidationError
@@ -32,6 +32,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from voicepipe.audio import AudioFormat, wav_bytes
 from voicepipe.errors import ProviderError, Stage
+from voicepipe.providers.base import ToolCall, ToolSpec
 from voicepipe.segmenter import VAD, SegmentedSTT
 
 if TYPE_CHECKING:
@@ -156,6 +157,11 @@ def _to_provider_error(
         message = "Groq refused the request (HTTP 403): the key in GROQ_API_KEY lacks access"
     elif isinstance(exc, groq.RateLimitError):
         message = f"Groq rate limit (HTTP 429) still hit after {retries} retries"
+    elif isinstance(exc, groq.APIStatusError) and _error_body(exc).get("code") == "tool_use_failed":
+        message = (
+            f"Groq: the model wrote a malformed tool call (HTTP {exc.status_code}, "
+            "tool_use_failed); a larger model or simpler tool arguments help"
+        )
     elif isinstance(exc, groq.APIStatusError):
         detail = str(_error_body(exc).get("message") or "")[:300]
         message = f"Groq returned HTTP {exc.status_code}" + (f": {detail}" if detail else "")
@@ -183,8 +189,64 @@ def _add_usage(usage: Usage | None, counts: CompletionUsage | None) -> None:
 
 
 def _chat(messages: Sequence[Message]) -> list[ChatCompletionMessageParam]:
-    out: list[Any] = [{"role": m.role, "content": m.content} for m in messages]
+    """Messages in Groq's (OpenAI's) shape, tool calls and results included."""
+    out: list[Any] = []
+    for m in messages:
+        if m.role == "tool":
+            out.append({"role": "tool", "tool_call_id": m.tool_call_id, "content": m.content})
+        elif m.tool_calls:
+            calls = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {
+                        "name": call.name,
+                        "arguments": call.arguments
+                        if isinstance(call.arguments, str)
+                        else json.dumps(call.arguments, ensure_ascii=False),
+                    },
+                }
+                for call in m.tool_calls
+            ]
+            out.append({"role": m.role, "content": m.content or None, "tool_calls": calls})
+        else:
+            out.append({"role": m.role, "content": m.content})
     return out
+
+
+def _tools(tools: Sequence[ToolSpec]) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": t.name,
+                "description": t.description,
+                "parameters": dict(t.parameters),
+            },
+        }
+        for t in tools
+    ]
+
+
+class _PendingCall:
+    """A streamed tool call being put together: Groq sends its arguments in pieces."""
+
+    __slots__ = ("arguments", "id", "name")
+
+    def __init__(self) -> None:
+        self.id = ""
+        self.name = ""
+        self.arguments: list[str] = []
+
+    def done(self) -> ToolCall:
+        text = "".join(self.arguments)
+        try:
+            parsed = json.loads(text or "{}")
+        except ValueError:
+            parsed = None
+        # Not a JSON object: the raw text goes to the tool runner, which tells the model.
+        arguments = parsed if isinstance(parsed, dict) else text
+        return ToolCall(self.name, arguments, id=self.id)
 
 
 class GroqLLM:
@@ -209,9 +271,11 @@ class GroqLLM:
         connect_timeout: float | None = None,
         max_retries: int | None = None,
         structured_output: Literal["auto", "json_schema", "json_object"] = "auto",
+        parallel_tool_calls: bool | None = None,
         client: AsyncGroq | None = None,
     ) -> None:
         self._owns_client = client is None
+        self.parallel_tool_calls = parallel_tool_calls
         self.client = _connect(
             "llm",
             client=client,
@@ -239,19 +303,46 @@ class GroqLLM:
     def _error(self, exc: Exception) -> ProviderError:
         return _to_provider_error("llm", exc, self.client, fatal_auth=False)
 
-    async def stream(
+    @overload
+    def stream(
         self, messages: Sequence[Message], *, usage: Usage | None = None
-    ) -> AsyncGenerator[str, None]:
-        """Yield the reply's text deltas as Groq streams them.
+    ) -> AsyncGenerator[str, None]: ...
 
-        Raises :class:`ProviderError` (recoverable: the turn is lost, the
-        conversation goes on) if the request fails after the SDK's retries,
-        if the stream breaks, or if it ends without a finish reason. Closing
-        this iterator early closes the HTTP response at once.
+    @overload
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        usage: Usage | None = None,
+        tools: Sequence[ToolSpec] | None = None,
+    ) -> AsyncGenerator[str | ToolCall, None]: ...
+
+    async def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        usage: Usage | None = None,
+        tools: Sequence[ToolSpec] | None = None,
+    ) -> AsyncGenerator[str | ToolCall, None]:
+        """Yield the reply's text deltas as Groq streams them, and with ``tools``
+        the tool calls the model asks for.
+
+        Each call comes whole (Groq streams a call's arguments in pieces; they
+        are joined), after the text, once the reply is complete; parallel
+        calls come in the model's order. Raises :class:`ProviderError`
+        (recoverable: the turn is lost, the conversation goes on) if the
+        request fails after the SDK's retries, if the stream breaks, or if it
+        ends without a finish reason. Closing this iterator early closes the
+        HTTP response at once.
         """
         import groq
 
         failures = _failures()
+        extra: dict[str, Any] = {}
+        if tools:
+            extra["tools"] = _tools(tools)
+            if self.parallel_tool_calls is not None:
+                extra["parallel_tool_calls"] = self.parallel_tool_calls
         try:
             response = await self.client.chat.completions.create(
                 model=self.model,
@@ -259,11 +350,13 @@ class GroqLLM:
                 temperature=self.temperature,
                 max_completion_tokens=groq.omit if self.max_tokens is None else self.max_tokens,
                 stream=True,
+                **extra,
             )
         except failures as exc:
             raise self._error(exc) from exc
         finished = False
         counts: CompletionUsage | None = None
+        calls: dict[int, _PendingCall] = {}
         try:
             async for chunk in response:
                 # Groq puts usage in x_groq.usage of the last chunk (the
@@ -277,6 +370,13 @@ class GroqLLM:
                 finished = finished or choice.finish_reason is not None
                 if choice.delta.content:
                     yield choice.delta.content
+                for piece in choice.delta.tool_calls or ():
+                    call = calls.setdefault(piece.index, _PendingCall())
+                    call.id = piece.id or call.id
+                    if piece.function is not None:
+                        call.name = piece.function.name or call.name
+                        if piece.function.arguments:
+                            call.arguments.append(piece.function.arguments)
         except failures as exc:
             raise self._error(exc) from exc
         finally:
@@ -285,6 +385,8 @@ class GroqLLM:
         _add_usage(usage, counts)
         if not finished:
             raise ProviderError("llm", "Groq's reply stream ended before the reply was complete")
+        for index in sorted(calls):
+            yield calls[index].done()
 
     async def complete_json(
         self, messages: Sequence[Message], schema: type[M], *, usage: Usage | None = None
