@@ -229,12 +229,19 @@ def supports_tools(llm: object) -> bool:
 
 
 def require_tool_support(llm: object) -> None:
-    """Raise :class:`ToolsNotSupportedError`, naming the fix, unless ``llm`` takes tools."""
+    """Raise :class:`ToolsNotSupportedError`, naming the fix, unless ``llm`` takes tools.
+
+    An LLM whose support depends on its model has a ``check_tools()`` that
+    raises it (``LlamaCppLLM`` with SmolLM2).
+    """
     if not supports_tools(llm):
         raise ToolsNotSupportedError(
             f"{type(llm).__name__}.stream() takes no tools=, so it cannot call tools: use an "
             "LLM with tool support (GroqLLM, FakeLLM) or drop ConversationPolicy(tools=...)"
         )
+    check = getattr(llm, "check_tools", None)  # an LLM whose support depends on its model
+    if callable(check):
+        check()
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:

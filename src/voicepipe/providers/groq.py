@@ -32,6 +32,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from voicepipe.audio import AudioFormat, wav_bytes
 from voicepipe.errors import ProviderError, Stage
+from voicepipe.providers._openai import CallAssembler, chat_messages, chat_tools
 from voicepipe.providers.base import ToolCall, ToolSpec
 from voicepipe.segmenter import VAD, SegmentedSTT
 
@@ -189,64 +190,8 @@ def _add_usage(usage: Usage | None, counts: CompletionUsage | None) -> None:
 
 
 def _chat(messages: Sequence[Message]) -> list[ChatCompletionMessageParam]:
-    """Messages in Groq's (OpenAI's) shape, tool calls and results included."""
-    out: list[Any] = []
-    for m in messages:
-        if m.role == "tool":
-            out.append({"role": "tool", "tool_call_id": m.tool_call_id, "content": m.content})
-        elif m.tool_calls:
-            calls = [
-                {
-                    "id": call.id,
-                    "type": "function",
-                    "function": {
-                        "name": call.name,
-                        "arguments": call.arguments
-                        if isinstance(call.arguments, str)
-                        else json.dumps(call.arguments, ensure_ascii=False),
-                    },
-                }
-                for call in m.tool_calls
-            ]
-            out.append({"role": m.role, "content": m.content or None, "tool_calls": calls})
-        else:
-            out.append({"role": m.role, "content": m.content})
+    out: list[Any] = chat_messages(messages)
     return out
-
-
-def _tools(tools: Sequence[ToolSpec]) -> list[dict[str, Any]]:
-    return [
-        {
-            "type": "function",
-            "function": {
-                "name": t.name,
-                "description": t.description,
-                "parameters": dict(t.parameters),
-            },
-        }
-        for t in tools
-    ]
-
-
-class _PendingCall:
-    """A streamed tool call being put together: Groq sends its arguments in pieces."""
-
-    __slots__ = ("arguments", "id", "name")
-
-    def __init__(self) -> None:
-        self.id = ""
-        self.name = ""
-        self.arguments: list[str] = []
-
-    def done(self) -> ToolCall:
-        text = "".join(self.arguments)
-        try:
-            parsed = json.loads(text or "{}")
-        except ValueError:
-            parsed = None
-        # Not a JSON object: the raw text goes to the tool runner, which tells the model.
-        arguments = parsed if isinstance(parsed, dict) else text
-        return ToolCall(self.name, arguments, id=self.id)
 
 
 class GroqLLM:
@@ -340,7 +285,7 @@ class GroqLLM:
         failures = _failures()
         extra: dict[str, Any] = {}
         if tools:
-            extra["tools"] = _tools(tools)
+            extra["tools"] = chat_tools(tools)
             if self.parallel_tool_calls is not None:
                 extra["parallel_tool_calls"] = self.parallel_tool_calls
         try:
@@ -356,7 +301,7 @@ class GroqLLM:
             raise self._error(exc) from exc
         finished = False
         counts: CompletionUsage | None = None
-        calls: dict[int, _PendingCall] = {}
+        calls = CallAssembler()
         try:
             async for chunk in response:
                 # Groq puts usage in x_groq.usage of the last chunk (the
@@ -371,12 +316,13 @@ class GroqLLM:
                 if choice.delta.content:
                     yield choice.delta.content
                 for piece in choice.delta.tool_calls or ():
-                    call = calls.setdefault(piece.index, _PendingCall())
-                    call.id = piece.id or call.id
-                    if piece.function is not None:
-                        call.name = piece.function.name or call.name
-                        if piece.function.arguments:
-                            call.arguments.append(piece.function.arguments)
+                    function = piece.function
+                    calls.add(
+                        piece.index,
+                        piece.id,
+                        function and function.name,
+                        function and function.arguments,
+                    )
         except failures as exc:
             raise self._error(exc) from exc
         finally:
@@ -385,8 +331,8 @@ class GroqLLM:
         _add_usage(usage, counts)
         if not finished:
             raise ProviderError("llm", "Groq's reply stream ended before the reply was complete")
-        for index in sorted(calls):
-            yield calls[index].done()
+        for call in calls.calls():
+            yield call
 
     async def complete_json(
         self, messages: Sequence[Message], schema: type[M], *, usage: Usage | None = None

@@ -31,13 +31,14 @@ from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from pathlib import Path
 from queue import Empty, SimpleQueue
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import anyio
 from pydantic import BaseModel, ValidationError
 
 from voicepipe.errors import ProviderError
-from voicepipe.providers.base import Message, Usage
+from voicepipe.providers._openai import CallAssembler, chat_messages, chat_tools
+from voicepipe.providers.base import Message, ToolCall, ToolSpec, Usage
 
 __all__ = ["LlamaCppLLM", "smollm2_path"]
 
@@ -49,7 +50,7 @@ _SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _SERVERS: dict[tuple[Any, ...], Any] = {}  # (path, settings) -> xllamacpp.Server
 _SERVERS_LOCK = threading.Lock()
 
-_Item = tuple[Literal["delta", "usage", "error"], Any]
+_Item = tuple[Literal["delta", "usage", "error", "call"], Any]
 
 
 def smollm2_path() -> Path | None:
@@ -121,7 +122,9 @@ class LlamaCppLLM:
     STT and TTS need the rest, and llama.cpp's threads wait for each other, so
     one descheduled thread stalls them all (on two busy cores, 1 thread gave a
     steady ~78 tokens/s where 2 gave 54-108 and loaded 5x slower).
-    ``verbose=True`` lets llama.cpp log on stderr.
+    ``verbose=True`` lets llama.cpp log on stderr. ``tool_calls`` says
+    whether the model can call tools (None: yes unless it is SmolLM2-135M,
+    which cannot; see :meth:`check_tools`).
     """
 
     def __init__(
@@ -136,6 +139,7 @@ class LlamaCppLLM:
         threads: int | None = None,
         verbose: bool = False,
         stop_timeout: float = 2.0,
+        tool_calls: bool | None = None,
     ) -> None:
         path = Path(model_path) if model_path is not None else smollm2_path()
         if path is None:
@@ -151,6 +155,8 @@ class LlamaCppLLM:
         self.temperature = temperature
         self.seed = seed
         self.stop_timeout = stop_timeout
+        # SmolLM2-135M's chat template drops tools (verified); others may call them.
+        self.tool_calls = path.name != _SMOLLM2_FILE if tool_calls is None else tool_calls
         threads = threads or max(1, min(4, (os.cpu_count() or 2) // 2))
         self._settings = (n_ctx, parallel, threads, verbose)
         self._key = (path.resolve(), *self._settings)
@@ -169,7 +175,7 @@ class LlamaCppLLM:
 
     def _request(self, messages: Sequence[Message], **extra: Any) -> dict[str, Any]:
         request: dict[str, Any] = {
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "messages": chat_messages(messages),
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
             "stream": True,
@@ -180,12 +186,59 @@ class LlamaCppLLM:
         request.update(extra)
         return request
 
-    async def stream(
+    def check_tools(self) -> None:
+        """Raise :class:`~voicepipe.tools.ToolsNotSupportedError` if this model cannot call tools.
+
+        SmolLM2-135M (the default) cannot: its chat template drops the tools
+        and the model answers in prose. Other GGUFs are trusted to, unless
+        ``tool_calls=False``; whether they do depends on their chat template.
+        """
+        if not self.tool_calls:
+            from voicepipe.tools import ToolsNotSupportedError
+
+            raise ToolsNotSupportedError(
+                f"LlamaCppLLM with {self.model_path.name} cannot call tools (its chat template "
+                "drops them): pass model_path= a GGUF whose template supports tools, or use "
+                "GroqLLM"
+            )
+
+    @overload
+    def stream(
         self, messages: Sequence[Message], *, usage: Usage | None = None
-    ) -> AsyncGenerator[str, None]:
-        async with aclosing(self._generate(self._request(messages), usage)) as deltas:
+    ) -> AsyncGenerator[str, None]: ...
+
+    @overload
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        usage: Usage | None = None,
+        tools: Sequence[ToolSpec] | None = None,
+    ) -> AsyncGenerator[str | ToolCall, None]: ...
+
+    async def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        usage: Usage | None = None,
+        tools: Sequence[ToolSpec] | None = None,
+    ) -> AsyncGenerator[str | ToolCall, None]:
+        """Yield the reply's text deltas; with ``tools``, then the calls the model asked for."""
+        extra: dict[str, Any] = {}
+        calls: CallAssembler | None = None
+        if tools:
+            try:
+                self.check_tools()
+            except TypeError as exc:
+                raise ProviderError("llm", str(exc), recoverable=False) from exc
+            extra["tools"] = chat_tools(tools)
+            calls = CallAssembler()
+        request = self._request(messages, **extra)
+        async with aclosing(self._generate(request, usage, calls)) as deltas:
             async for delta in deltas:
                 yield delta
+        for call in calls.calls() if calls is not None else ():
+            yield call
 
     async def complete_json(
         self, messages: Sequence[Message], schema: type[M], *, usage: Usage | None = None
@@ -205,7 +258,7 @@ class LlamaCppLLM:
             ) from exc
 
     async def _generate(
-        self, request: dict[str, Any], usage: Usage | None
+        self, request: dict[str, Any], usage: Usage | None, calls: CallAssembler | None = None
     ) -> AsyncGenerator[str, None]:
         server = await self._server()
         # The engine thread only ever puts items on a thread-safe queue: it
@@ -252,6 +305,9 @@ class LlamaCppLLM:
                 kind, value = item
                 if kind == "delta":
                     yield value
+                elif kind == "call":
+                    if calls is not None:
+                        calls.add(*value)
                 elif kind == "usage":
                     if usage is not None:
                         usage.prompt_tokens = value.get("prompt_tokens")
@@ -283,9 +339,14 @@ def _parse_chunk(chunk: Any) -> list[_Item]:
         raise _EngineError(str(error))
     items: list[_Item] = []
     for choice in chunk.get("choices") or []:
-        content = (choice.get("delta") or {}).get("content")
+        delta = choice.get("delta") or {}
+        content = delta.get("content")
         if content:
             items.append(("delta", content))
+        for piece in delta.get("tool_calls") or []:
+            function = piece.get("function") or {}
+            call = (piece.get("index", 0), piece.get("id"), function.get("name"))
+            items.append(("call", (*call, function.get("arguments"))))
     if chunk.get("usage"):
         items.append(("usage", chunk["usage"]))
     return items
