@@ -35,7 +35,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from voicepipe.errors import ProviderError, VoicepipeError
 
 if TYPE_CHECKING:
-    from voicepipe.providers.base import LLM, STT, TTS, Message, Usage
+    from voicepipe.providers.base import LLM, STT, TTS, Message, ToolSpec, Usage
 
 __all__ = [
     "PROVIDER_NAMES",
@@ -349,8 +349,13 @@ class EchoLLM:
         return "EchoLLM()"
 
     def stream(
-        self, messages: Sequence[Message], *, usage: Usage | None = None
+        self,
+        messages: Sequence[Message],
+        *,
+        usage: Usage | None = None,
+        tools: Sequence[ToolSpec] | None = None,
     ) -> AsyncIterator[str]:
+        # Takes tools (so `chat --tools` runs on fakes) but never calls one: it echoes.
         return self._fake.stream(messages, usage=usage)
 
     async def complete_json(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -67,6 +67,19 @@ def chat(
     ] = False,
     as_json: Annotated[bool, JSON_OPT] = False,
     fake_turns: Annotated[list[str] | None, FAKE_TURN_OPT] = None,
+    tools: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tools",
+            metavar="MODULE:ATTR",
+            help="Give the assistant tools: a function or a list of functions to import, "
+            "like examples.tools.app:TOOLS (repeatable; see docs/tools.md).",
+            show_default=False,
+        ),
+    ] = None,
+    end_call: Annotated[
+        bool, typer.Option("--end-call", help="With --tools: the model may end the call.")
+    ] = False,
 ) -> None:
     """Talk to the assistant: the user's turns come from INPUT.wav (or --mic).
 
@@ -93,7 +106,7 @@ def chat(
         devices = open_devices(providers.tts.output_format) if mic else None
         outcome = Outcome()
         view = View(out_console, as_json=as_json, outcome=outcome)
-        policy = conversation(system)
+        policy = conversation(system, tools or [], end_call=end_call)
         if not as_json:
             source = "microphone" if mic else f"{input} ({seconds:.1f} s)"
             err.print(
@@ -118,9 +131,20 @@ def chat(
     guard(run)
 
 
-def conversation(system: str | None) -> Policy:
+def conversation(
+    system: str | None, tool_refs: list[str] | None = None, *, end_call: bool = False
+) -> Policy:
     from voicepipe.policies.conversation import ConversationPolicy
 
+    options: dict[str, Any] = {"farewell": "Goodbye!"}
+    if tool_refs:
+        from voicepipe.tools import load_tools
+
+        try:
+            options["tools"] = [t for ref in tool_refs for t in load_tools(ref)]
+            options["end_call"] = end_call
+        except (ValueError, TypeError) as exc:
+            raise CliError(f"--tools: {exc}") from exc
     if system is None:
-        return ConversationPolicy(farewell="Goodbye!")
-    return ConversationPolicy(system, farewell="Goodbye!")
+        return ConversationPolicy(**options)
+    return ConversationPolicy(system, **options)

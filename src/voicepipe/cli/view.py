@@ -29,6 +29,8 @@ from voicepipe.events import (
     Metrics,
     Session,
     SpeechStarted,
+    ToolCallEvent,
+    ToolResultEvent,
     TranscriptFinal,
     TranscriptInterim,
     UserTurn,
@@ -216,6 +218,17 @@ class View:
         elif isinstance(event, FormComplete):
             self._start_reply()
             out.print(Text(f"     form {event.form!r} complete", style="bold green"))
+        elif isinstance(event, ToolCallEvent):
+            self._start_reply()
+            self._end_speech()
+            args = event.arguments
+            shown = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
+            out.print(Text(f"     tool {event.name}({shown})", style="magenta"))
+        elif isinstance(event, ToolResultEvent):
+            self._start_reply()
+            self._end_speech()
+            mark, style = ("→", "magenta") if event.ok else ("✗", "red")
+            out.print(Text(f"     {mark} {event.name}: {event.content}", style=style))
         elif isinstance(event, ErrorEvent):
             self._end_speech()
             fatal = "" if event.recoverable else " (session ends)"
