@@ -174,11 +174,13 @@ def create_app(
     async def health() -> dict[str, Any]:
         return server.health()
 
+    tools = _load_tools(server.settings.tools)
+
     @app.websocket("/listen")
     async def listen(websocket: WebSocket) -> None:
         async with server.admit(websocket) as admitted:
             if admitted:
-                await server.run(websocket, ConversationPolicy())
+                await server.run(websocket, ConversationPolicy(tools=tools))
 
     @app.websocket("/forms/{name}")
     async def fill_form(websocket: WebSocket, name: str) -> None:
@@ -206,3 +208,15 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def _load_tools(reference: str | None) -> list[Any]:
+    """The tools of ``VOICEPIPE_TOOLS``, loaded once at startup (a bad reference fails it)."""
+    if not reference:
+        return []
+    from voicepipe.tools import load_tools
+
+    try:
+        return list(load_tools(reference))
+    except ValueError as exc:
+        raise ValueError(f"VOICEPIPE_TOOLS: {exc}") from exc

@@ -35,6 +35,8 @@ class ServerSettings(BaseSettings):
     ``twilio_auth_token``: when set, ``/twilio`` checks each call's
     ``X-Twilio-Signature`` against ``twilio_public_url`` (the ``wss://`` base
     your TwiML names; else rebuilt from ``Host`` and ``X-Forwarded-Proto``).
+    ``tools`` (``package.module:attribute``, a function or a list of them)
+    gives the assistant on ``/listen`` tools to call.
     """
 
     model_config = SettingsConfigDict(
@@ -58,6 +60,7 @@ class ServerSettings(BaseSettings):
     form_lease_seconds: float = Field(default=300.0, gt=0)
     twilio_auth_token: SecretStr | None = None
     twilio_public_url: str | None = None
+    tools: str | None = None  # "module:attr": tools for /listen (docs/tools.md)
 
     @field_validator("allowed_origins", mode="before")
     @classmethod
