@@ -31,13 +31,15 @@ from voicepipe.events import (
     Resumed,
     Session,
     SpeechStarted,
+    ToolCallEvent,
+    ToolResultEvent,
     TranscriptFinal,
     TranscriptInterim,
     UserTurn,
 )
 from voicepipe.pipeline import Pipeline
 from voicepipe.policies import ConversationPolicy, Policy, PolicyContext, Reply
-from voicepipe.providers.base import LLM, STT, TTS, Message, Usage
+from voicepipe.providers.base import LLM, STT, TTS, Message, ToolCall, ToolLLM, ToolSpec, Usage
 from voicepipe.turns import BargeIn, LocalTurnDetector, TurnDetector
 
 if TYPE_CHECKING:
@@ -92,6 +94,11 @@ __all__ = [
     "Resumed",
     "Session",
     "SpeechStarted",
+    "ToolCall",
+    "ToolCallEvent",
+    "ToolLLM",
+    "ToolResultEvent",
+    "ToolSpec",
     "TranscriptFinal",
     "TranscriptInterim",
     "TurnDetector",
