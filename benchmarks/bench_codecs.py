@@ -86,6 +86,15 @@ def encoding(name: str, pcm: bytes, piece: int) -> Callable[[], None]:
     return work
 
 
+def encoded_size(name: str, pcm: bytes) -> int:
+    """Bytes ``name`` makes of ``pcm`` (24 kHz), as replies of ~3 s each."""
+    encoder = open_encoder(name, TTS)
+    reply = TTS.bytes_for(3000)
+    return sum(
+        len(encoder.encode(pcm[i : i + reply]) + encoder.flush()) for i in range(0, len(pcm), reply)
+    )
+
+
 def added_delay_ms(data: bytes, pieces: int) -> float:
     """Worst audio held back after a piece: whole-clip decode of the prefix minus streamed."""
     decoder = open_decoder("webm", RATE)
@@ -149,6 +158,17 @@ def main() -> None:
         print(f"  {label:<62} {us:>9,.0f} us/s  ({us / 1e4:.2f}% of a core)")
     delay = added_delay_ms(webm[: len(webm) * 3 // max(1, int(seconds))], 12)
     print(f"  streaming WebM decode: audio held back after a piece, worst   {delay:>9.2f} ms")
+    print("bandwidth per minute of audio (speech-like, 30% pauses)")
+    minute = 60 / seconds
+    for label, size in [
+        ("PCM16 16 kHz (voicepipe's page, up)", len(pcm16)),
+        ("PCM16 24 kHz (voicepipe's page, down)", len(pcm24)),
+        ("WebM/Opus 128 kbps (MediaRecorder's default, up)", len(webm)),
+        ("mu-law 8 kHz (phones, each way)", len(mulaw)),
+        ("MP3 48 kbps (voicepipe's encoder, down)", encoded_size("mp3", pcm24)),
+        ("Opus 32 kbps in WebM (voicepipe's encoder, down)", encoded_size("opus", pcm24)),
+    ]:
+        print(f"  {label:<62} {size * minute / 1e3:>9,.0f} KB/min")
 
 
 if __name__ == "__main__":
