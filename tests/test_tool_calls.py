@@ -364,3 +364,43 @@ async def test_memory_window_never_starts_inside_a_tool_round() -> None:
     # A window of 3 cut the first turn's results off from their call: they are skipped.
     for call in llm.calls:
         assert call[1].role != "tool"
+
+
+async def test_a_caller_leaving_during_a_tool_call_leaves_nothing_behind() -> None:
+    finished: list[str] = []
+
+    async def get_weather(city: str) -> str:
+        """Today's weather in a city."""
+        await anyio.sleep(0.05)  # still running when the caller leaves
+        finished.append(city)
+        return WEATHER[city]
+
+    llm = FakeLLM([ToolCall("get_weather", {"city": "Paris"}), "Sunny."])
+    policy = ConversationPolicy(tools=[get_weather], filler=None)
+    pipeline = Pipeline(llm=llm, tts=FakeTTS(), policy=policy, event_buffer=1)
+    with anyio.fail_after(10):
+        async with pipeline.run_text(["weather?"]) as stream:
+            async for event in stream:
+                if isinstance(event, ToolCallEvent):
+                    break  # stop reading with the tool running: its result has nowhere to go
+
+    assert finished == ["Paris"]  # the started call finished
+    assert_valid_history(policy.history)
+    assert [m.role for m in policy.history] == ["user", "assistant", "tool"]
+    assert llm.open_streams == 0
+
+
+async def test_a_repeated_call_id_runs_once() -> None:
+    runs: list[str] = []
+
+    async def get_weather(city: str) -> str:
+        """Today's weather in a city."""
+        runs.append(city)
+        return WEATHER[city]
+
+    twice = ToolCall("get_weather", {"city": "Paris"}, id="call_x")
+    llm = FakeLLM([[twice, twice], "Sunny."])
+    policy = ConversationPolicy(tools=[get_weather])
+    events = await run_text(llm, policy, ["weather?"], tts=False)
+    assert runs == ["Paris"]
+    assert [e.id for e in of_type(events, ToolResultEvent)] == ["call_x"]
