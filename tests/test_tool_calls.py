@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from tests.support import FORMAT, chunks, of_type, types, utterance
-from tests.tool_support import assert_valid_history
+from tests.tool_support import assert_tool_events_ok, assert_valid_history
 from voicepipe import (
     AssistantDelta,
     AssistantReply,
@@ -47,6 +47,7 @@ async def run_text(
         async with pipeline.run_text(turns) as stream:
             events = [event async for event in stream]
     check_histories(llm, policy)
+    assert_tool_events_ok(events)
     return events
 
 
@@ -244,6 +245,7 @@ async def test_barge_in_during_a_tool_call_keeps_its_result_for_the_next_turn() 
         ("user", "what did you find"),
     ]
     check_histories(llm, policy)
+    assert_tool_events_ok(events)
     assert llm.open_streams == 0
     assert events[-1] == Finish(reason="end_of_input")
 
@@ -281,6 +283,7 @@ async def test_a_slow_tool_gets_the_filler_line_once() -> None:
     # The filler is not history: only the answer after the last round is.
     assert policy.history[-1] == Message("assistant", "Sunny in Paris, snow in Oslo.")
     check_histories(llm, policy)
+    assert_tool_events_ok(events)
 
 
 async def test_a_fast_tool_gets_no_filler() -> None:

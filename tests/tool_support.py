@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from voicepipe.events import Event, ToolCallEvent, ToolResultEvent
 from voicepipe.providers.base import Message
 
 
@@ -26,3 +27,21 @@ def assert_valid_history(messages: Sequence[Message]) -> None:
             assert [m.role for m in answers] == ["tool"] * len(ids), f"unanswered: {messages}"
             assert sorted(m.tool_call_id or "" for m in answers) == sorted(ids)
             index += len(ids)
+
+
+def assert_tool_events_ok(events: Sequence[Event]) -> None:
+    """Every ``tool_call`` gets one ``tool_result`` (same id and name) after it, no result
+    comes without its call, and no id is called twice."""
+    calls: dict[str, int] = {}
+    results: dict[str, int] = {}
+    for index, event in enumerate(events):
+        if isinstance(event, ToolCallEvent):
+            assert event.id not in calls, f"tool call {event.id} started twice"
+            calls[event.id] = index
+        elif isinstance(event, ToolResultEvent):
+            assert event.id in calls, f"tool result {event.id} without its call"
+            assert event.id not in results, f"tool call {event.id} answered twice"
+            call = events[calls[event.id]]
+            assert isinstance(call, ToolCallEvent) and call.name == event.name
+            results[event.id] = index
+    assert calls.keys() == results.keys(), f"unanswered calls: {calls.keys() - results.keys()}"
