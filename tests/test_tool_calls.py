@@ -24,6 +24,7 @@ from voicepipe import (
     Message,
     Metrics,
     Pipeline,
+    PolicyContext,
     Usage,
 )
 from voicepipe.events import ToolCallEvent, ToolResultEvent
@@ -240,7 +241,7 @@ async def test_barge_in_during_a_tool_call_keeps_its_result_for_the_next_turn() 
     assert len(llm.calls) == 2
     assert [(m.role, m.content) for m in llm.calls[1][1:]] == [
         ("user", "weather in Paris"),
-        ("assistant", "Let me check."),
+        ("assistant", first.content),  # the call, with what was heard of its words
         ("tool", "sunny, 22 C"),
         ("user", "what did you find"),
     ]
@@ -407,3 +408,23 @@ async def test_a_repeated_call_id_runs_once() -> None:
     events = await run_text(llm, policy, ["weather?"], tts=False)
     assert runs == ["Paris"]
     assert [e.id for e in of_type(events, ToolResultEvent)] == ["call_x"]
+
+
+async def test_words_before_a_call_are_kept_only_as_far_as_they_were_heard() -> None:
+    llm = FakeLLM(
+        [["Let me check that. One sec.", ToolCall("get_weather", {"city": "Paris"})], "Sunny."]
+    )
+    policy = ConversationPolicy(tools=[get_weather])
+    ctx = PolicyContext(llm)
+    reply = await policy.on_user_turn("weather?", ctx)
+    assert reply is not None and not isinstance(reply.text, str)
+    said = "".join([piece async for piece in reply.text])
+    assert said == "Let me check that. One sec. Sunny."
+    # The caller cut in after the first sentence: only it was heard.
+    await policy.on_reply_done(said, spoken="Let me check that.", interrupted=True)
+    assert [(m.role, m.content) for m in policy.history] == [
+        ("user", "weather?"),
+        ("assistant", "Let me check that."),
+        ("tool", "sunny, 22 C"),
+    ]
+    assert_valid_history(policy.history)

@@ -8,6 +8,7 @@ import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
 import anyio
@@ -108,6 +109,7 @@ class ConversationPolicy:
         self.give_up = give_up
         self.history: list[Message] = []
         self._said_before = 0  # characters of this reply said before its last model round
+        self._rounds: list[tuple[int, int, int]] = []  # tool-call message: history index, text span
 
     @property
     def tool_specs(self) -> list[ToolSpec]:
@@ -129,12 +131,14 @@ class ConversationPolicy:
 
     async def start(self, ctx: PolicyContext) -> Reply | None:
         self._said_before = 0
+        self._rounds.clear()
         if self.tool_specs:
             _require_tools(ctx)  # say so at the start of the session, not on the first turn
         return Reply(self.greeting) if self.greeting else None
 
     async def on_user_turn(self, text: str, ctx: PolicyContext) -> Reply | None:
         self._said_before = 0
+        self._rounds.clear()
         if self.is_goodbye(text):
             return Reply(self.farewell or "", end_session=True, finish_reason="goodbye")
         if not self.tool_specs:
@@ -147,7 +151,14 @@ class ConversationPolicy:
         return reply
 
     async def on_reply_done(self, text: str, *, spoken: str, interrupted: bool) -> None:
-        # Text said before the last round (and its tool calls) is already in history.
+        # Text said before the last round is in history with its tool calls: keep only
+        # what was heard of it there too.
+        for index, start, end in self._rounds:
+            message = self.history[index]
+            heard = spoken[start:end].strip()
+            if message.content != heard:
+                self.history[index] = replace(message, content=heard)
+        self._rounds.clear()
         last = spoken[self._said_before :].strip()
         self._said_before = 0
         if last:
@@ -232,6 +243,7 @@ class ConversationPolicy:
                 async with anyio.create_task_group() as tg:
                     for call in calls:
                         tg.start_soon(self._run_call, ctx, call, results)
+                self._rounds.append((len(self.history), said - len(text), said))
                 self.history.append(Message("assistant", text.strip(), tool_calls=tuple(calls)))
                 self.history += [
                     Message("tool", results[call.id].content, tool_call_id=call.id)
