@@ -22,7 +22,7 @@ import pytest
 from fastapi import FastAPI
 from websockets.typing import Origin
 
-from tests.support import FORMAT, utterance
+from tests.support import FORMAT, silence, utterance
 from tests.test_transport_websocket import (
     Fakes,
     Received,
@@ -461,3 +461,65 @@ def test_the_documented_command_starts_the_server(tmp_path: Path) -> None:
             proc.terminate()
     assert health["status"] == "ok"
     assert health["providers"] == {"stt": "fake", "llm": "fake", "tts": "fake"}
+
+
+# -- the drain (in process; tests/test_serve.py sends a real SIGTERM) ----------------------
+
+
+def test_draining_refuses_sessions_with_1012_and_health_says_503(tmp_path: Path) -> None:
+    app = make_app(tmp_path, fake_providers(["Hi."]))
+    server = server_of(app)
+    with TestClient(app) as client:
+        before = client.get("/health")
+        assert client.portal is not None
+        client.portal.call(server.drain.begin)  # what SIGTERM does in the server's process
+        after = client.get("/health")
+        late = refused(client)
+        form = refused(client, "/forms/intake?mode=text")
+    assert (before.status_code, before.json()["status"]) == (200, "ok")
+    assert (after.status_code, after.json()["status"]) == (503, "draining")
+    for got in (late, form):
+        assert got.frames == []
+        assert (got.code, got.reason) == (1012, "server restarting: reconnect to continue")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_drain_finishes_the_reply_in_progress_then_closes_1001(tmp_path: Path) -> None:
+    story = "Once upon a time there was a reply. " * 4
+    f = Fakes(FakeSTT(["tell me a story"]), FakeLLM([story], token_delay=0.01), FakeTTS())
+    app = make_app(tmp_path, f, drain_seconds=0)
+    server = server_of(app)
+    async with serve_on_loopback(app) as address, loopback(address, "/listen") as ws:
+        got = Received()
+        for chunk in chunk_pcm(utterance(), FORMAT, 20):
+            await ws.send(chunk)
+        while "assistant_delta" not in got.frames:
+            got.add(await ws.recv())
+        server.drain.begin()  # the grace is 0: the input ends now
+        for chunk in chunk_pcm(silence(500), FORMAT, 20):  # the microphone goes on: ignored
+            await ws.send(chunk)
+        await adrain(ws, got)
+        await wait_until_idle(server)
+    assert got.of("assistant")[0] == {
+        "type": "assistant",
+        "content": story.strip(),
+        "interrupted": False,
+    }
+    assert got.frames[-2:] == ["metrics", "finish"]
+    assert got.of("finish")[0]["reason"] == "shutdown"
+    assert got.errors == []
+    assert (got.code, got.reason) == (1001, "shutdown")
+    assert f.all_closed
+
+
+def test_form_lease_length_is_a_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOICEPIPE_FORM_LEASE_SECONDS", "7.5")
+    settings = ServerSettings(form_store=tmp_path / "forms.db")
+    f = fake_providers()
+    app = create_app(settings, providers=Providers(f.stt, f.llm, f.tts))
+    with TestClient(app) as client:
+        client.get("/health")
+        store = server_of(app).store
+    assert settings.form_lease_seconds == 7.5
+    assert isinstance(store, SQLiteFormStore) and store.lease_seconds == 7.5

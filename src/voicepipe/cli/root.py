@@ -11,7 +11,7 @@ import typer
 from typer.core import TyperGroup
 
 from voicepipe import __version__
-from voicepipe.cli import chat, form, providers
+from voicepipe.cli import chat, form, providers, serve
 from voicepipe.cli.errors import EXIT_INTERRUPTED, EXIT_OK, console, print_error, state
 
 
@@ -65,6 +65,7 @@ app = typer.Typer(
 app.command()(chat.chat)
 app.add_typer(form.app, name="form")
 app.command()(providers.providers)
+app.command()(serve.serve)
 
 
 def _configure_logging(verbose: bool) -> None:

@@ -15,8 +15,9 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, WebSocket
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from voicepipe.audio import AudioFormat
@@ -27,6 +28,7 @@ from voicepipe.policies.conversation import ConversationPolicy
 from voicepipe.policies.form import FormPolicy
 from voicepipe.server import security
 from voicepipe.server.dialects import mount_dialect_routes
+from voicepipe.server.drain import RECONNECT, Drain
 from voicepipe.server.forms import load_forms, open_store
 from voicepipe.server.providers import Providers
 from voicepipe.server.settings import ServerSettings
@@ -59,7 +61,12 @@ class VoiceServer:
         self.providers: Providers | None = providers
         self.forms: dict[str, Form] = {}
         self.store: FormStore | None = None
-        self.sessions = 0
+        self.drain = Drain(settings.drain_seconds, settings.drain_stop_seconds)
+
+    @property
+    def sessions(self) -> int:
+        """Sessions running in this process now."""
+        return self.drain.sessions
 
     @asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
@@ -71,12 +78,17 @@ class VoiceServer:
             self.store = await stack.enter_async_context(open_store(self.settings))
             names = self.providers.names if self.providers else ()
             log.info("providers %s; forms %s", "/".join(names), ", ".join(self.forms) or "none")
-            yield
+            async with anyio.create_task_group() as tg:
+                await tg.start(self.drain.watch)
+                yield
+                tg.cancel_scope.cancel()
 
     # -- who may connect -------------------------------------------------------
 
     def refusal(self, websocket: WebSocket) -> tuple[int, str] | None:
         """Why ``websocket`` may not open a session (close code, reason), or None."""
+        if self.drain.draining:
+            return RECONNECT
         refused = security.refusal(self.settings, websocket)
         if refused is not None:
             return refused
@@ -98,11 +110,8 @@ class VoiceServer:
             await websocket.close(code, reason)
             yield False
             return
-        self.sessions += 1
-        try:
+        with self.drain.session() as scope, scope:
             yield True
-        finally:
-            self.sessions -= 1
 
     # -- one session -------------------------------------------------------------
 
@@ -135,12 +144,13 @@ class VoiceServer:
             max_frame_bytes=settings.max_frame_bytes,
             max_seconds=settings.max_session_seconds,
             max_audio_bytes=settings.max_audio_bytes,
+            shutdown=self.drain.shutdown,
         )
 
     def health(self) -> dict[str, Any]:
         names = self.providers.names if self.providers else ("", "", "")
         return {
-            "status": "ok",
+            "status": "draining" if self.drain.draining else "ok",
             "sessions": self.sessions,
             "max_sessions": self.settings.max_sessions,
             "providers": dict(zip(("stt", "llm", "tts"), names, strict=True)),
@@ -171,8 +181,9 @@ def create_app(
         return FileResponse(STATIC / "index.html")
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return server.health()
+    async def health() -> JSONResponse:
+        # 503 while draining: a load balancer stops sending this worker new sessions.
+        return JSONResponse(server.health(), status_code=503 if server.drain.draining else 200)
 
     tools = _load_tools(server.settings.tools)
 

@@ -64,14 +64,15 @@ def mount_dialect_routes(app: FastAPI, vs: VoiceServer) -> None:
             log.info("refused a Twilio stream: bad or missing X-Twilio-Signature")
             await websocket.close(1008)  # before accept: HTTP 403
             return
+        if vs.drain.draining:  # a worker going away takes no new call
+            await websocket.close(1012)
+            return
         if vs.sessions >= vs.settings.max_sessions:
             await websocket.close(1013)
             return
-        vs.sessions += 1  # the signature stands in for the access token; capacity still counts
-        try:
+        # The signature stands in for the access token; capacity and the drain still count.
+        with vs.drain.session() as scope, scope:
             await vs.run(websocket, policy, dialect=TwilioDialect)
-        finally:
-            vs.sessions -= 1
 
     @app.websocket("/twilio")
     async def twilio(websocket: WebSocket) -> None:

@@ -37,6 +37,9 @@ class ServerSettings(BaseSettings):
     your TwiML names; else rebuilt from ``Host`` and ``X-Forwarded-Proto``).
     ``tools`` (``package.module:attribute``, a function or a list of them)
     gives the assistant on ``/listen`` tools to call.
+    On SIGTERM the server drains (:mod:`voicepipe.server.drain`): sessions in
+    progress go on for ``drain_seconds``, then end; one still busy
+    ``drain_stop_seconds`` later is cut.
     """
 
     model_config = SettingsConfigDict(
@@ -61,6 +64,8 @@ class ServerSettings(BaseSettings):
     twilio_auth_token: SecretStr | None = None
     twilio_public_url: str | None = None
     tools: str | None = None  # "module:attr": tools for /listen (docs/tools.md)
+    drain_seconds: float = Field(default=30.0, ge=0)
+    drain_stop_seconds: float = Field(default=10.0, ge=0)
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

@@ -23,6 +23,9 @@ core does the rest, the same for every dialect:
 * **Limits**: a frame over ``max_frame_bytes`` closes with 1009; audio over
   ``max_audio_bytes`` (PCM as the pipeline hears it, whatever the codec) ends
   the session with an ``error`` event and 1008.
+* **A server that drains** sets ``shutdown``: the input ends as if the
+  client had stopped, the reply in progress is finished, and the session
+  ends with ``finish`` reason ``shutdown`` and close 1001.
 * Nothing a client sends can raise out of :func:`serve`; if the server itself
   fails, the error is logged and the socket closed with 1011, and one
   session's failure never reaches another.
@@ -87,6 +90,7 @@ async def serve(
     max_audio_bytes: int | None = None,
     send_timeout: float = DEFAULT_SEND_TIMEOUT,
     input_buffer: int = 50,
+    shutdown: anyio.Event | None = None,
 ) -> None:
     """Run ``pipeline`` as one session over ``websocket`` (accepted here if it is not yet,
     with the first of the dialect's ``subprotocols`` the client offered).
@@ -95,7 +99,9 @@ async def serve(
     dropped). ``dialect`` makes the connection's
     :class:`~voicepipe.transports.dialect.Dialect` (a class, or any factory).
     ``input_buffer`` is how many input chunks may wait for the pipeline before
-    reading the socket pauses.
+    reading the socket pauses. Once ``shutdown`` is set (the server draining),
+    the input ends, and the session, its reply finished, closes 1001 with
+    ``finish`` reason ``shutdown``.
     """
     speaker = dialect()
     if websocket.application_state is WebSocketState.CONNECTING:
@@ -112,7 +118,7 @@ async def serve(
         input_buffer=input_buffer,
     )
     try:
-        await connection.run(max_seconds)
+        await connection.run(max_seconds, shutdown)
     except Exception:
         log.exception("session %s failed", pipeline.session_id)
         await connection.close_now(1011, "internal error")
@@ -164,6 +170,7 @@ class _Connection:
         self.gone = False  # the client left, or stopped reading: nothing can be sent
         self.done = anyio.Event()  # the writer has stopped
         self.finish_reason = "end_of_input"
+        self.shutting_down = False  # the server drains: the input was ended for the client
         self.scope = anyio.CancelScope()
         self._outbox_in, self._outbox = anyio.create_memory_object_stream[str | bytes | _Close](
             OUTBOX_FRAMES
@@ -173,21 +180,23 @@ class _Connection:
         self._tg: TaskGroup | None = None
         self.links = {gate: _Link(self, gate) for gate in _Gate}
 
-    async def run(self, max_seconds: float | None) -> None:
+    async def run(self, max_seconds: float | None, shutdown: anyio.Event | None = None) -> None:
         with contextlib.ExitStack() as stack:
             for stream in (self._outbox_in, self._outbox, self._audio_in, self._audio):
                 stack.enter_context(stream)
             stack.enter_context(self._text_in)
             stack.enter_context(self._text)
             with self.scope:
-                await self._run(max_seconds)
+                await self._run(max_seconds, shutdown)
 
-    async def _run(self, max_seconds: float | None) -> None:
+    async def _run(self, max_seconds: float | None, shutdown: anyio.Event | None) -> None:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self._write_loop)
             if max_seconds is not None:
                 tg.start_soon(self._time_limit, max_seconds)
+            if shutdown is not None:
+                tg.start_soon(self._shut_down_on, shutdown)
             await self.dialect.open(self.links[_Gate.EVENTS])
             if self.dialect.text_mode:
                 session = self.pipeline.run_text(self._text)
@@ -195,13 +204,20 @@ class _Connection:
                 session = self.pipeline.run(self._audio)
             async with session as events:
                 await self._event_loop(events, tg)
-            await self._queue(_Close(1000, self.finish_reason), _Gate.FINAL)
+            code = 1001 if self.finish_reason == "shutdown" else 1000
+            await self._queue(_Close(code, self.finish_reason), _Gate.FINAL)
             await self.done.wait()  # the writer sends what is queued, closes, and stops
             tg.cancel_scope.cancel()
 
     def end(self) -> None:
         """Stop everything of this session now."""
         self.scope.cancel()
+
+    async def _shut_down_on(self, shutdown: anyio.Event) -> None:
+        """The server drains: end the input as ``stop`` would; the session then finishes."""
+        await shutdown.wait()
+        self.shutting_down = True
+        self.end_input()
 
     # -- server -> client: one queue, one writer -------------------------------------
 
@@ -274,6 +290,8 @@ class _Connection:
         link = self.links[_Gate.EVENTS]
         async for event in events:
             if isinstance(event, Finish):
+                if self.shutting_down and event.reason == "end_of_input":
+                    event = Finish(reason="shutdown")  # the drain ended the input
                 self.finish_reason = event.reason
                 self.finishing = True
             await self.dialect.on_event(event, link)
@@ -292,8 +310,10 @@ class _Connection:
                 self.gone = True  # nothing can be sent any more
                 self.end()
                 return
-            if self.closing:
-                continue  # the close is on its way; only the client's leaving matters now
+            if self.closing or (self.shutting_down and self.input_ended):
+                # The close is on its way, or the drain ended the input (a live
+                # microphone goes on sending): only the client's leaving matters now.
+                continue
             data: bytes | None = message.get("bytes")
             raw: str | None = message.get("text")
             size = len(data) if data is not None else len((raw or "").encode())
