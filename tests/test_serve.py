@@ -157,10 +157,17 @@ async def say(ws: Any, text: str) -> None:
 
 @contextmanager
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No VOICEPIPE_* setting or .env of the developer's; and ``serve``, which writes its
+    settings into the environment for its workers, leaves none behind."""
     for name in [n for n in os.environ if n.startswith("VOICEPIPE_")]:
         monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
-    yield
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def test_serve_checks_its_settings_before_starting(
@@ -186,6 +193,25 @@ def test_serve_checks_its_settings_before_starting(
         "voicepipe: error: nowhere: no such folder",
     )
     assert provider.exit_code == 2 and "VOICEPIPE_STT" in provider.stderr
+
+
+def test_workers_share_one_session_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a configured secret, ``serve`` makes one for all its workers (a form session
+    id one issued resumes on the others); a configured one, even from .env, is kept."""
+    from voicepipe.cli.serve import _apply_settings
+
+    with clean_env(monkeypatch, tmp_path):
+        _apply_settings(None, None, None)
+        made = os.environ["VOICEPIPE_SESSION_SECRET"]
+        monkeypatch.delenv("VOICEPIPE_SESSION_SECRET")
+        _apply_settings(None, None, None)
+        again = os.environ["VOICEPIPE_SESSION_SECRET"]
+        monkeypatch.delenv("VOICEPIPE_SESSION_SECRET")
+        (tmp_path / ".env").write_text("VOICEPIPE_SESSION_SECRET=from-the-env-file\n")
+        _apply_settings(None, None, None)
+        kept = os.environ.get("VOICEPIPE_SESSION_SECRET")
+    assert len(made) >= 32 and made != again  # random, per `serve`
+    assert kept is None  # the workers read the .env file's own
 
 
 @pytest.mark.anyio
@@ -226,15 +252,16 @@ async def test_a_form_session_moves_between_server_processes_on_postgres(
 ) -> None:
     assert DSN is not None
     schema = f"serve_{uuid.uuid4().hex[:10]}"
-    settings = {"form_store_dsn": DSN, "form_store_schema": schema}
-    session = f"caller-{uuid.uuid4().hex[:8]}"
-    path = f"/forms/intake?mode=text&session={session}"
+    # Two hosts: one database, one secret to sign the form session ids.
+    settings = {"form_store_dsn": DSN, "form_store_schema": schema, "session_secret": "s" * 32}
     async with (
         voicepipe_serve(tmp_path, settings=settings) as one,
         voicepipe_serve(tmp_path, settings=settings) as two,
     ):
         first, busy, second = Received(), Received(), Received()
-        async with loopback(one.address, path) as ws:
+        async with loopback(one.address, "/forms/intake?mode=text") as ws:
+            session = (await recv_event(ws, "session", first))["session_id"]
+            path = f"/forms/intake?mode=text&session={session}"
             await recv_event(ws, "assistant", first)  # greeting and first question
             await say(ws, "I am 42")
             await recv_event(ws, "form_progress", first)
@@ -280,8 +307,9 @@ async def test_sigterm_drains_sessions_and_refuses_new_ones(tmp_path: Path) -> N
         talk, form, late = Received(), Received(), Received()
         async with (
             loopback(server.address, "/listen?mode=text") as ws,
-            loopback(server.address, "/forms/intake?mode=text&session=call-9") as fws,
+            loopback(server.address, "/forms/intake?mode=text") as fws,
         ):
+            session = (await recv_event(fws, "session", form))["session_id"]
             await recv_event(fws, "assistant", form)
             await say(fws, "I am 42")
             await recv_event(fws, "form_progress", form)
@@ -313,8 +341,8 @@ async def test_sigterm_drains_sessions_and_refuses_new_ones(tmp_path: Path) -> N
     assert "drained: every session has ended" in server.log
 
     async with SQLiteFormStore(tmp_path / "forms.db") as store:
-        record = await store.get("call-9")
-        claimed = await store.claim("call-9", form="intake", language="en", owner="next-call")
+        record = await store.get(session)
+        claimed = await store.claim(session, form="intake", language="en", owner="next-call")
     assert record is not None and record.status == "in_progress"
     assert {name: a.value for name, a in record.answers.items()} == {"age": 42}
-    assert claimed.session_id == "call-9"  # the lease was released: the caller can resume
+    assert claimed.session_id == session  # the lease was released: the caller can resume

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
+import secrets
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -132,12 +133,16 @@ def _apply_settings(env_file: Path | None, forms_dir: Path | None, drain: float 
     from voicepipe.server.settings import ServerSettings
 
     try:
-        ServerSettings()
+        settings = ServerSettings()
     except ValidationError as exc:
         problems = "; ".join(
             f"VOICEPIPE_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
         )
         raise CliError(f"bad server settings: {problems}") from None
+    if settings.session_secret is None:
+        # One secret for all the workers, so a form session id one of them issued
+        # resumes on any other (several hosts must share VOICEPIPE_SESSION_SECRET).
+        os.environ["VOICEPIPE_SESSION_SECRET"] = secrets.token_urlsafe(32)
 
 
 def _log_config() -> dict[str, Any]:
