@@ -303,7 +303,7 @@ async def _drop_schema(schema: str) -> None:
 @pytest.mark.anyio
 @on_asyncio
 async def test_sigterm_drains_sessions_and_refuses_new_ones(tmp_path: Path) -> None:
-    async with voicepipe_serve(tmp_path, "--drain-seconds", "5") as server:
+    async with voicepipe_serve(tmp_path, "--drain-seconds", "10") as server:
         talk, form, late = Received(), Received(), Received()
         async with (
             loopback(server.address, "/listen?mode=text") as ws,
