@@ -82,6 +82,22 @@ def test_no_words_within_the_window_resumes() -> None:
     assert not judge.paused and judge.deadline() is None
 
 
+def test_an_stt_without_interim_words_gets_the_longer_window() -> None:
+    judge = BargeInJudge(BargeIn(resume_after_ms=1000, batch_resume_after_ms=3000))
+    judge.speech_started(0.0, replying=False)
+    judge.text("hello there", 0.9, replying=False, interim=False)  # a final, at the end
+    judge.user_turn("hello there", 0.9, replying=False)
+    assert judge.batch_stt
+    judge.speech_started(5.0, replying=True)
+    assert judge.deadline() == pytest.approx(8.0)
+    # A streaming STT (words while the caller speaks) keeps the short window.
+    judge.text("hold on", 5.2, replying=True, interim=True)
+    judge.user_turn("hold on", 5.6, replying=True)
+    assert not judge.batch_stt
+    judge.speech_started(9.0, replying=True)
+    assert judge.deadline() == pytest.approx(10.0)
+
+
 def test_a_backchannel_then_real_words_cut_the_resumed_reply() -> None:
     judge = BargeInJudge(BargeIn(min_speech_ms=0))
     judge.speech_started(0.0, replying=True)
@@ -133,3 +149,5 @@ def test_bad_settings_name_the_fix() -> None:
         BargeIn(min_words=0)
     with pytest.raises(ValueError, match="resume_after_ms"):
         BargeIn(resume_after_ms=0)
+    with pytest.raises(ValueError, match="batch_resume_after_ms"):
+        BargeIn(batch_resume_after_ms=0)

@@ -69,6 +69,11 @@ CONFIGS: dict[str, Config] = {
     "batch stt": Config(
         "default, STT without interim words (Whisper, PocketSphinx)", interim_ms=10**9
     ),
+    "batch stt, 1 s": Config(
+        "STT without interim words, the 1 s window for it too",
+        BargeIn(batch_resume_after_ms=1000),
+        interim_ms=10**9,
+    ),
     "eager": Config(
         "resume after 0.6 s, detector waits 0.5 s",
         BargeIn(resume_after_ms=600),
@@ -156,6 +161,19 @@ class Outcome:
         return sum(
             1 for t in self.turns if _BACKCHANNELS.is_backchannel(t) and _norm(t) not in expected
         )
+
+    @property
+    def talked_over(self) -> int:
+        """Replies resumed while the caller was taking the floor (cut later by the same speech)."""
+        count, resumed_by = 0, None
+        for t, event in self.events:
+            if isinstance(event, Resumed):
+                resumed_by = self._cause(t)
+            elif isinstance(event, Interrupted):
+                if resumed_by is not None and self._cause(t) is resumed_by:
+                    count += 1
+                resumed_by = None
+        return count
 
     def held(self) -> list[float]:
         """Per turn the end-of-turn detector held: how long, in seconds."""
@@ -339,6 +357,7 @@ def summary(outcomes: Sequence[Outcome]) -> dict[str, str | int]:
             f"{false_cutoffs}/{turns} ({100 * false_cutoffs / max(turns, 1):.0f} %)"
         ),
         "replies resumed after a false interruption": sum(o.resumes for o in outcomes),
+        "replies resumed over a real barge-in (cut later)": sum(o.talked_over for o in outcomes),
         "end of speech to user_turn, median ms (no pauses)": _ms(plain),
         "end of speech to user_turn, worst ms (no pauses)": _ms(plain, "max"),
         "end of speech to user_turn, median ms (pauses)": _ms(paused),

@@ -8,7 +8,10 @@ The first moment of speech pauses the reply; what follows decides:
 * only backchannels ("uh-huh", "vale"): the reply **resumes** at once and
   the words are not answered as a turn;
 * no words within ``resume_after_ms`` (a cough, a door): the reply
-  **resumes** from where it paused.
+  **resumes** from where it paused. An STT that shows no words before the
+  end of a turn (a batch STT behind a VAD: Whisper, PocketSphinx) gets
+  ``batch_resume_after_ms`` instead, long enough for its turn to end, so a
+  real barge-in is not talked over.
 
 :class:`BargeInJudge` is that state machine, plain synchronous code fed
 with times, so it is tested without a pipeline and costs microseconds.
@@ -34,7 +37,10 @@ class BargeIn:
     ``min_speech_ms``: how long the caller must have been speaking (since
     ``speech_started``) before the reply is cut. ``resume_after_ms``: with
     no words for this long, the pause was a false alarm and the reply
-    resumes. ``languages`` picks the backchannel lists
+    resumes; ``batch_resume_after_ms`` replaces it once the session's STT has
+    ended a turn without showing words first (it only transcribes at the end
+    of a turn, so "no words yet" means nothing). ``languages`` picks the
+    backchannel lists
     (:mod:`voicepipe.turns.words`); ``extra_backchannels`` adds your own.
     ``cut_on_speech=True`` is the old behaviour: any speech cuts the reply
     at once (no pause, no resume, backchannels are turns).
@@ -43,6 +49,7 @@ class BargeIn:
     min_words: int = 1
     min_speech_ms: float = 200.0
     resume_after_ms: float = 1000.0
+    batch_resume_after_ms: float = 3000.0
     languages: Sequence[str] = ("en", "es")
     extra_backchannels: Collection[str] = field(default_factory=frozenset)
     cut_on_speech: bool = False
@@ -50,8 +57,10 @@ class BargeIn:
     def __post_init__(self) -> None:
         if self.min_words < 1:
             raise ValueError("min_words must be >= 1; for 'any speech cuts' use cut_on_speech")
-        if self.min_speech_ms < 0 or self.resume_after_ms <= 0:
-            raise ValueError("min_speech_ms must be >= 0 and resume_after_ms > 0")
+        if self.min_speech_ms < 0 or min(self.resume_after_ms, self.batch_resume_after_ms) <= 0:
+            raise ValueError(
+                "min_speech_ms must be >= 0, resume_after_ms and batch_resume_after_ms > 0"
+            )
 
     @classmethod
     def any_speech(cls) -> BargeIn:
@@ -105,6 +114,8 @@ class BargeInJudge:
         self._heard_at = 0.0  # last sign of the caller (speech start or words) while paused
         self._speech_at = 0.0  # when the caller's current speech started
         self._cut_due: float | None = None  # enough words; cut once the speech is long enough
+        self.batch_stt = False  # the STT shows no words before a turn ends
+        self._interim_seen = False  # words came while the caller was still speaking
 
     @property
     def paused(self) -> bool:
@@ -115,6 +126,7 @@ class BargeInJudge:
 
     def speech_started(self, now: float, *, replying: bool) -> Action:
         self._speech_at = now
+        self._interim_seen = False
         if not replying:
             self.reset()
             return Action.NONE
@@ -126,12 +138,22 @@ class BargeInJudge:
         self._heard_at = now
         return Action.NONE
 
-    def text(self, text: str, now: float, *, replying: bool, question: bool = False) -> Action:
-        """Interim or final words of the caller's current speech.
+    def text(
+        self,
+        text: str,
+        now: float,
+        *,
+        replying: bool,
+        question: bool = False,
+        interim: bool = True,
+    ) -> Action:
+        """Interim (or final) words of the caller's current speech.
 
         After a ``question`` (see :meth:`user_turn`) a backchannel may be the
         answer: the reply stays paused until the turn ends.
         """
+        if interim and tokens(text):
+            self._interim_seen = True
         if not replying or self.config.cut_on_speech:
             self.reset()
             return Action.NONE
@@ -163,6 +185,9 @@ class BargeInJudge:
         question, or it expects a yes/no or a choice), so "yes" or "okay" is an
         answer, not a backchannel.
         """
+        if tokens(text):  # did this STT show words before the end of the turn?
+            self.batch_stt = not self._interim_seen
+        self._interim_seen = False
         if self.config.cut_on_speech:
             return (Action.CUT if replying else Action.NONE), bool(tokens(text))
         paused = self.paused_at is not None
@@ -181,7 +206,10 @@ class BargeInJudge:
             return None
         if self._cut_due is not None:
             return self._cut_due
-        return self._heard_at + self.config.resume_after_ms / 1000
+        window = (
+            self.config.batch_resume_after_ms if self.batch_stt else self.config.resume_after_ms
+        )
+        return self._heard_at + window / 1000
 
     def tick(self, now: float) -> Action:
         due = self.deadline()

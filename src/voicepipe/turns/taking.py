@@ -142,7 +142,13 @@ class TurnTaking:
                     self._held.deadline = max(self._held.deadline, now + self.continue_after)
                 if self.judge is not None:
                     replying, asked = self.floor.replying, self.floor.asked
-                    action = self.judge.text(event.content, now, replying=replying, question=asked)
+                    action = self.judge.text(
+                        event.content,
+                        now,
+                        replying=replying,
+                        question=asked,
+                        interim=isinstance(event, TranscriptInterim),
+                    )
                     await self._apply(action)
         self._wake()
 
