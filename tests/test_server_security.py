@@ -24,7 +24,13 @@ from websockets.typing import Origin, Subprotocol
 from tests.support import FORMAT, utterance
 from tests.test_browser import CHROMIUM, FLAGS, WAIT_MS, speech_wav
 from tests.test_server import FORMS, clean_env, fake_providers, make_app, server_of
-from tests.test_transport_websocket import Received, adrain, loopback, serve_on_loopback
+from tests.test_transport_websocket import (
+    Received,
+    adrain,
+    loopback,
+    never_reading_client,
+    serve_on_loopback,
+)
 from voicepipe.audio import chunk_pcm
 from voicepipe.forms import SQLiteFormStore
 from voicepipe.server import Providers, ServerSettings, create_app
@@ -180,8 +186,9 @@ async def test_dns_rebinding_host_must_be_allowed(tmp_path: Path) -> None:
     )
     async with serve_on_loopback(app) as address:
         port = address.split(":")[1]
-        async with rebound(address, "evil.example", f"http://evil.example:{port}") as ws:
-            refused = await adrain(ws)
+        with anyio.fail_after(10):  # before, this session was admitted and waited for audio
+            async with rebound(address, "evil.example", f"http://evil.example:{port}") as ws:
+                refused = await adrain(ws)
         async with httpx.AsyncClient(trust_env=False) as http:
             health = await http.get(
                 f"http://{address}/health", headers={"host": f"evil.example:{port}"}
@@ -353,3 +360,37 @@ async def test_the_page_sends_its_token_in_the_subprotocol_in_chromium(
     assert "[accepted]" in log
     for secret in ENCODINGS:
         assert secret not in log
+
+
+# -- capacity (issue 10 item 5, on the server itself) ---------------------------------------
+
+
+@pytest.mark.anyio
+@on_uvicorn
+async def test_clients_that_stop_reading_do_not_fill_the_server(tmp_path: Path) -> None:
+    # VOICEPIPE_REALTIME_LEAD=0 VOICEPIPE_MAX_SESSION_SECONDS=1 VOICEPIPE_MAX_SESSIONS=2,
+    # two clients with tiny receive buffers that ask for a long reply and never read.
+    story = "Once upon a time there was a very long story. " * 400
+    f = fake_providers([story, story, "Hi."])
+    app = make_app(tmp_path, f, max_sessions=2, max_session_seconds=1.0)
+    server = server_of(app)
+    async with serve_on_loopback(app) as address:
+        turn = json.dumps({"type": "text", "content": "a story"})
+        stuck = [
+            await anyio.to_thread.run_sync(never_reading_client, address, "/listen?mode=text", turn)
+            for _ in range(2)
+        ]
+        try:
+            with anyio.fail_after(20):  # a hang guard; the limit is 1 s
+                while server.sessions < 2:  # noqa: ASYNC110 - the server has no event for it
+                    await anyio.sleep(0.01)
+                while server.sessions:  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+            async with loopback(address, "/listen") as ws:  # served, not "server busy"
+                got = await say_hello(ws)
+        finally:
+            for sock in stuck:
+                sock.close()
+    assert got.of("assistant")[0]["content"] == "Hi."
+    assert (got.code, got.reason) == (1000, "end_of_input")
+    assert len(f.tts.texts) < 2 * 400 + 1  # the stories were cut short
