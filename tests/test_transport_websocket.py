@@ -416,9 +416,9 @@ def test_session_is_first_even_when_the_client_speaks_first(backend: Backend) ->
 
 def test_nothing_follows_finish_when_input_comes_after_stop(backend: Backend) -> None:
     # Issue 10 item 6: audio after `stop` got `error` frames after `finish`.
-    f = fakes(["x"] * 10, ["y"] * 10)
+    f = fakes(["x"] * 30, ["y"] * 30)
     with client(app_serving(lambda ws: f.pipeline()), backend) as c:
-        for _ in range(10):
+        for _ in range(30):
             with c.websocket_connect("/ws") as ws:
                 send_audio(ws, utterance())
                 stop(ws)

@@ -43,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -172,9 +173,12 @@ class _Connection:
         self.finish_reason = "end_of_input"
         self.shutting_down = False  # the server drains: the input was ended for the client
         self.scope = anyio.CancelScope()
-        self._outbox_in, self._outbox = anyio.create_memory_object_stream[str | bytes | _Close](
-            OUTBOX_FRAMES
-        )
+        # The writer's queue. Not a memory object stream: its send() yields to the event
+        # loop before it enqueues, and an input error could then slip in after `finish`.
+        # Here the check of the gates and the enqueueing happen in one step.
+        self._outbox: deque[str | bytes | _Close] = deque()
+        self._wake = anyio.Event()  # set when the outbox gets an item
+        self._room = anyio.Event()  # set when the outbox is back under OUTBOX_FRAMES
         self._audio_in, self._audio = anyio.create_memory_object_stream[bytes](input_buffer)
         self._text_in, self._text = anyio.create_memory_object_stream[str](input_buffer)
         self._tg: TaskGroup | None = None
@@ -182,7 +186,7 @@ class _Connection:
 
     async def run(self, max_seconds: float | None, shutdown: anyio.Event | None = None) -> None:
         with contextlib.ExitStack() as stack:
-            for stream in (self._outbox_in, self._outbox, self._audio_in, self._audio):
+            for stream in (self._audio_in, self._audio):
                 stack.enter_context(stream)
             stack.enter_context(self._text_in)
             stack.enter_context(self._text)
@@ -230,13 +234,26 @@ class _Connection:
             return
         if isinstance(item, _Close):
             self.close_queued = self.closing = True
-        # No checkpoint between the gate check above and the enqueue (anyio's
-        # `send` yields first): `finish` could be queued in between.
-        await _put(self._outbox_in, item)
+        self._outbox.append(item)
+        self._wake.set()
+        while len(self._outbox) > OUTBOX_FRAMES and not self.done.is_set():
+            if self._room.is_set():
+                self._room = anyio.Event()
+            await self._room.wait()  # the client is slow: whoever queues waits
+
+    async def _next(self) -> str | bytes | _Close:
+        while not self._outbox:
+            self._wake = anyio.Event()
+            await self._wake.wait()
+        item = self._outbox.popleft()
+        if len(self._outbox) <= OUTBOX_FRAMES:
+            self._room.set()
+        return item
 
     async def _write_loop(self) -> None:
         try:
-            async for item in self._outbox:
+            while True:
+                item = await self._next()
                 if isinstance(item, _Close):
                     await self.close_now(item.code, item.reason)
                     return
@@ -259,6 +276,7 @@ class _Connection:
                     return
         finally:
             self.done.set()
+            self._room.set()
             self.end()
 
     async def close_now(self, code: int, reason: str) -> None:
@@ -271,8 +289,8 @@ class _Connection:
 
     async def fail(self, message: str, stage: Stage = "transport", code: int = 1008) -> None:
         """End the session: a fatal ``error`` event (shaped by the dialect), then close."""
-        if self.closing:
-            return
+        if self.closing or self.finishing:
+            return  # already ending; nothing may follow `finish`
         self.closing = True
         event = ErrorEvent(stage=stage, message=message, recoverable=False)
         await self.dialect.on_event(event, self.links[_Gate.FINAL])
