@@ -44,7 +44,14 @@ def test_format_rejects_nonsense(kwargs: dict[str, object], message: str) -> Non
 
 def test_check_chunk_accepts_whole_frames() -> None:
     fmt = AudioFormat()
-    assert fmt.check_chunk(bytearray(b"\x01\x00\x02\x00")) == b"\x01\x00\x02\x00"
+    pcm = b"\x01\x00\x02\x00"
+    assert fmt.check_chunk(pcm) is pcm  # bytes pass through without a copy
+    for like in (bytearray(pcm), memoryview(pcm)):
+        checked = fmt.check_chunk(like)
+        assert checked == pcm
+        assert type(checked) is bytes
+    with pytest.raises(AudioFormatError, match="WAV file"):
+        fmt.check_chunk(memoryview(wav_bytes(silence(20), fmt)))
 
 
 def test_check_chunk_odd_bytes_says_what_was_expected() -> None:

@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 SAMPLE_WIDTH = 2  # bytes per PCM16 sample
+_BYTES_LIKE = (bytes, bytearray, memoryview)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,17 +83,20 @@ class AudioFormat:
         The error says what was expected, so a client sending the wrong thing
         learns how to fix it.
         """
-        if not isinstance(chunk, bytes | bytearray | memoryview):
+        if type(chunk) is bytes:  # the common case, checked first: this runs for every chunk
+            data = chunk
+        elif isinstance(chunk, _BYTES_LIKE):
+            data = bytes(chunk)
+        else:
             raise AudioFormatError(
                 f"audio chunks must be bytes of raw PCM16, got {type(chunk).__name__}"
             )
-        data = bytes(chunk)
         if data.startswith(b"RIFF") and data[8:12] == b"WAVE":
             raise AudioFormatError(
                 "got a WAV file where raw PCM16 was expected; strip the header "
                 "(voicepipe.audio.read_wav does) and send the samples only"
             )
-        if len(data) % self.frame_size:
+        if len(data) % (SAMPLE_WIDTH * self.channels):
             raise AudioFormatError(
                 f"audio chunk of {len(data)} bytes is not a whole number of "
                 f"{self.frame_size}-byte PCM16 frames ({self.describe()})"
