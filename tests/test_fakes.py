@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import array
 import itertools
+import sys
 
 import pytest
 from pydantic import BaseModel
@@ -65,6 +67,28 @@ async def test_fake_stt_needs_enough_silence_and_ignores_chunking() -> None:
 async def test_fake_stt_quiet_audio_is_not_speech() -> None:
     events = await transcribe(FakeSTT(["never"]), tone(500, amplitude=600))  # RMS ~424 < 500
     assert events == []
+
+
+@pytest.mark.parametrize(
+    ("samples", "threshold", "speech"),
+    [
+        ((424,), 424.0, True),  # RMS exactly 424
+        ((424,), 424.5, False),
+        ((424, 425), 424.5, True),  # RMS 424.5006: within a unit under a fractional threshold
+        ((424, 425), 424.6, False),
+        ((-600, 600), 600.0, True),
+    ],
+)
+async def test_fake_stt_threshold_is_the_exact_rms(
+    samples: tuple[int, ...], threshold: float, speech: bool
+) -> None:
+    window = FORMAT.bytes_for(20) // 2
+    pattern = array.array("h", samples * (window // len(samples)))
+    assert sys.byteorder == "little"
+    pcm = pattern.tobytes() * 15 + silence(400)
+    for chunk_ms in (20, 100):  # one window per chunk, and five
+        events = await transcribe(FakeSTT(["x"], threshold=threshold), pcm, chunk_ms)
+        assert any(isinstance(e, SpeechStarted) for e in events) is speech
 
 
 async def test_fake_stt_unscripted_and_endless_scripts() -> None:
