@@ -279,8 +279,9 @@ class Pipeline:
             raise ValueError("Pipeline.run() needs stt=...; use run_text() for typed turns")
         stt = self.stt
 
-        async def source(session: _Session, turns: MemoryObjectSendStream[_Turn]) -> None:
-            await self._listen(stt, audio, session, turns)
+        def source(session: _Session, turns: MemoryObjectSendStream[_Turn]) -> Awaitable[None]:
+            # _listen's coroutine itself: one frame fewer for each chunk's wake-up to cross.
+            return self._listen(stt, audio, session, turns)
 
         async with self._run(source) as events:
             yield events
