@@ -4,7 +4,8 @@ connection, after bad frames, or never reading). After them the server holds no 
 tasks, file descriptors or memory than before.
 
 ``VOICEPIPE_SOAK_SESSIONS`` sets how many (default 100; the issue asks for 500).
-Run ``python -m pytest tests/test_transport_soak.py -s`` to see the per-session growth.
+Run ``python -m pytest tests/test_transport_soak.py -s --timeout 900`` to see the
+per-session growth (500 sessions take about two minutes).
 """
 
 from __future__ import annotations
