@@ -1,28 +1,51 @@
 // The voicepipe page: microphone -> WebSocket -> the server's pipeline -> speakers.
 //
-// Wire protocol (docs/server.md): we send binary frames of PCM16 mono at the
-// rate the server's `session` event announces, and {"type": "stop"} when the
-// user presses Stop; the server sends one JSON event per text frame and the
-// reply's audio as binary PCM16 frames, then closes after `finish`.
+// Wire protocol (docs/server.md): we send the microphone as binary frames and
+// {"type": "stop"} when the user presses Stop; the server sends one JSON event
+// per text frame and the reply's audio as binary frames, then closes after `finish`.
+// Audio is Opus both ways when the browser can (`?input=webm&output=opus`):
+// MediaRecorder's WebM stream up, each reply a WebM/Opus stream of its own played
+// through MediaSource. Otherwise (or with /?audio=pcm16) it is PCM16 both ways:
+// an AudioWorklet sends the rate the `session` event announces, and the reply's
+// PCM is scheduled as AudioBuffers.
 // When the server needs an access token, open the page as /#token=... (a fragment
 // never leaves the browser); it is sent in the Sec-WebSocket-Protocol header.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+const OPUS_IN = "audio/webm;codecs=opus"; // what MediaRecorder records
+const OPUS_OUT = 'audio/webm; codecs="opus"'; // what MediaSource plays
+const EBML = [0x1a, 0x45, 0xdf, 0xa3]; // every WebM stream, so every Opus reply, starts so
+
+function opusWorks() {
+  if (new URLSearchParams(location.search).get("audio") === "pcm16") return false;
+  return Boolean(
+    window.MediaRecorder && MediaRecorder.isTypeSupported(OPUS_IN) &&
+      window.MediaSource && MediaSource.isTypeSupported(OPUS_OUT),
+  );
+}
 
 // Everything about the current session; `window.voicepipe` lets tests look in.
 const state = {
   ws: null,
-  ctx: null, // one AudioContext for capture and playback
+  opus: false, // Opus both ways, else PCM16 both ways
+  ctx: null, // PCM: the AudioContext of capture
+  out: null, // PCM: the AudioContext of playback (suspended while `paused`)
   stream: null, // the microphone
-  capture: null, // the AudioWorkletNode
+  capture: null, // the AudioWorkletNode or the MediaRecorder
+  audio: null, // Opus: the <audio> element
+  replies: [], // Opus: reply streams, the first one attached to `audio`
+  held: false, // Opus: playback paused by a `paused` event
+  repliesPlayed: 0, // Opus: reply streams played to their end
   outFormat: { sample_rate: 24000, channels: 1 },
   playHead: 0, // AudioContext time at which the next reply chunk starts
   playing: new Set(), // AudioBufferSourceNodes scheduled or sounding
-  cutOff: 0, // how many of them an interruption stopped
+  cutOff: 0, // how many of them (or Opus replies) an interruption stopped
+  cutAt: null, // Opus: where in its reply the last interruption stopped playback (s)
   sentBytes: 0,
   receivedBytes: 0,
-  inRate: 16000,
+  started: 0, // performance.now() at `session` and when the microphone stopped:
+  ended: 0, // the conversation's length, for its bandwidth per minute
   events: [], // types of the events received, in order
   userLine: null,
   assistantLine: null,
@@ -41,9 +64,9 @@ function showError(text) {
 }
 
 function updateStats() {
-  const sent = state.sentBytes / 2 / state.inRate;
-  const received = state.receivedBytes / 2 / state.outFormat.channels / state.outFormat.sample_rate;
-  $("stats").textContent = `audio sent: ${sent.toFixed(1)} s · audio received: ${received.toFixed(1)} s`;
+  const kb = (n) => (n / 1000).toFixed(1);
+  const codec = state.opus ? "Opus" : "PCM16";
+  $("stats").textContent = `${codec} audio sent: ${kb(state.sentBytes)} KB · received: ${kb(state.receivedBytes)} KB`;
 }
 
 // -- starting and stopping ---------------------------------------------------
@@ -67,12 +90,20 @@ async function start() {
   $("mode").disabled = true;
   $("conversation").replaceChildren();
   $("errors").replaceChildren();
-  Object.assign(state, { sentBytes: 0, receivedBytes: 0, cutOff: 0, events: [], finished: false });
+  Object.assign(state, { sentBytes: 0, receivedBytes: 0, cutOff: 0, cutAt: null, events: [], finished: false });
+  Object.assign(state, { started: 0, ended: 0, replies: [], held: false, repliesPlayed: 0 });
   state.userLine = state.assistantLine = null;
+  state.opus = opusWorks();
   try {
-    // Created on the click, so the browser lets it play sound.
-    state.ctx = new AudioContext();
-    await state.ctx.audioWorklet.addModule("/static/worklet.js");
+    // Created on the click, so the browser lets them play sound.
+    if (state.opus) {
+      state.audio = new Audio();
+      state.audio.addEventListener("ended", nextReply);
+    } else {
+      state.ctx = new AudioContext();
+      state.out = new AudioContext();
+      await state.ctx.audioWorklet.addModule("/static/worklet.js");
+    }
     state.stream = await navigator.mediaDevices.getUserMedia({
       audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true },
     });
@@ -95,6 +126,10 @@ function connect(path) {
   const query = new URLSearchParams();
   const session = fragment.get("session") || page.get("session");
   if (session) query.set("session", session);
+  if (state.opus) {
+    query.set("input", "webm");
+    query.set("output", "opus");
+  }
   const protocols = ["voicepipe"];
   const token = fragment.get("token") || page.get("token");
   if (token) protocols.push("voicepipe.token." + base64url(token));
@@ -117,30 +152,46 @@ function connect(path) {
   $("stop").disabled = false;
 }
 
+function send(data) {
+  if (state.ws && state.ws.readyState === WebSocket.OPEN) {
+    state.ws.send(data);
+    state.sentBytes += data.byteLength ?? data.size;
+    updateStats();
+  }
+}
+
 function startCapture(rate) {
-  state.inRate = rate;
+  if (state.opus) {
+    // One WebM stream, cut every 100 ms; the server decodes it as one stream. 32 kbps
+    // is plenty for speech (the default is 128).
+    const recorder = new MediaRecorder(state.stream, { mimeType: OPUS_IN, audioBitsPerSecond: 32000 });
+    recorder.ondataavailable = (event) => {
+      if (event.data.size > 0) send(event.data);
+    };
+    recorder.start(100);
+    state.capture = recorder;
+    return;
+  }
   const source = state.ctx.createMediaStreamSource(state.stream);
   const node = new AudioWorkletNode(state.ctx, "pcm-capture", {
     processorOptions: { targetRate: rate, chunkMs: 20 },
   });
-  node.port.onmessage = (message) => {
-    if (state.ws && state.ws.readyState === WebSocket.OPEN) {
-      state.ws.send(message.data);
-      state.sentBytes += message.data.byteLength;
-      updateStats();
-    }
-  };
+  node.port.onmessage = (message) => send(message.data);
   source.connect(node);
   node.connect(state.ctx.destination); // the node outputs silence; this keeps it running
   state.capture = node;
 }
 
 function stopCapture() {
-  if (state.capture) {
+  if (state.capture && !state.opus) {
     state.capture.port.onmessage = null;
     state.capture.disconnect();
-    state.capture = null;
+  } else if (state.capture && state.capture.state !== "inactive") {
+    state.capture.ondataavailable = null;
+    state.capture.stop();
   }
+  if (state.capture) state.ended = performance.now();
+  state.capture = null;
   if (state.stream) {
     for (const track of state.stream.getTracks()) track.stop();
     state.stream = null;
@@ -149,8 +200,15 @@ function stopCapture() {
 
 function stop() {
   // No more audio: the server answers what was said, then finishes and closes.
-  stopCapture();
-  if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify({ type: "stop" }));
+  const sendStop = () => {
+    stopCapture();
+    if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify({ type: "stop" }));
+  };
+  const recorder = state.capture;
+  if (state.opus && recorder && recorder.state !== "inactive") {
+    recorder.onstop = sendStop; // after its last piece of the stream
+    recorder.stop();
+  } else sendStop();
   $("stop").disabled = true;
   setStatus("finishing…");
 }
@@ -168,7 +226,12 @@ function teardown() {
 function play(data) {
   state.receivedBytes += data.byteLength;
   updateStats();
-  const ctx = state.ctx;
+  if (state.opus) playOpus(data);
+  else playPcm(data);
+}
+
+function playPcm(data) {
+  const ctx = state.out;
   if (!ctx) return;
   const { sample_rate: rate, channels } = state.outFormat;
   const pcm = new Int16Array(data);
@@ -200,6 +263,83 @@ function stopPlayback() {
   }
   state.playing.clear();
   state.playHead = 0;
+  if (state.replies.length) {
+    // Opus: pause at once and drop everything buffered; the next reply is a new stream.
+    state.cutOff += 1;
+    state.cutAt = state.audio.currentTime;
+    dropReplies();
+  }
+}
+
+function pausePlayback(paused) {
+  // `paused` keeps what is buffered; `resumed` plays on from there.
+  state.held = paused;
+  if (state.out) {
+    if (paused) state.out.suspend();
+    else state.out.resume();
+  }
+  if (state.audio && state.replies.length) {
+    if (paused) state.audio.pause();
+    else state.audio.play().catch(() => {});
+  }
+}
+
+// -- Opus playback: each reply is a WebM stream of its own (a new header each) --
+
+function playOpus(data) {
+  const bytes = new Uint8Array(data, 0, Math.min(4, data.byteLength));
+  if (EBML.every((b, i) => bytes[i] === b)) {
+    endReply();
+    state.replies.push({ media: new MediaSource(), buffer: null, pending: [], done: false });
+    if (state.replies.length === 1) attach(state.replies[0]);
+  }
+  const reply = state.replies[state.replies.length - 1];
+  if (!reply || reply.done) return; // the rest of a dropped reply: undecodable without its header
+  reply.pending.push(data);
+  feed(reply);
+}
+
+function attach(reply) {
+  reply.media.addEventListener("sourceopen", () => {
+    reply.buffer = reply.media.addSourceBuffer(OPUS_OUT);
+    reply.buffer.addEventListener("updateend", () => feed(reply));
+    feed(reply);
+  }, { once: true });
+  URL.revokeObjectURL(state.audio.src);
+  state.audio.src = URL.createObjectURL(reply.media);
+  if (!state.held) state.audio.play().catch(() => {});
+}
+
+function feed(reply) {
+  // One append at a time; once the reply is whole and appended, end its stream.
+  const buffer = reply.buffer;
+  if (!buffer || buffer.updating || reply.media.readyState !== "open") return;
+  if (reply.pending.length) buffer.appendBuffer(reply.pending.shift());
+  else if (reply.done) reply.media.endOfStream();
+}
+
+function endReply() {
+  const reply = state.replies[state.replies.length - 1];
+  if (reply && !reply.done) {
+    reply.done = true;
+    feed(reply);
+  }
+}
+
+function nextReply() {
+  // The reply playing has ended: the next one, if any came meanwhile.
+  state.replies.shift();
+  state.repliesPlayed += 1;
+  if (state.replies.length) attach(state.replies[0]);
+}
+
+function dropReplies() {
+  // Detaching a MediaSource drops all it buffered; the next reply gets a new one.
+  state.audio.pause();
+  state.replies = [];
+  URL.revokeObjectURL(state.audio.src);
+  state.audio.removeAttribute("src");
+  state.audio.load();
 }
 
 // -- events -------------------------------------------------------------------
@@ -241,6 +381,7 @@ function onEvent(event) {
   switch (event.type) {
     case "session":
       if (event.output_format) state.outFormat = event.output_format;
+      state.started = performance.now();
       startCapture(event.input_format.sample_rate);
       setStatus("listening");
       break;
@@ -269,13 +410,19 @@ function onEvent(event) {
       setStatus("speaking");
       break;
     case "assistant":
+      if (state.opus) endReply(); // its stream is whole (the encoder was flushed)
       if (event.content || event.interrupted) assistantLine().textContent = event.content;
       if (event.interrupted) state.assistantLine.classList.add("interrupted");
       state.assistantLine = null;
       if (!state.finished && !state.userLine) setStatus("listening");
       break;
+    case "paused":
+    case "resumed":
+      pausePlayback(event.type === "paused");
+      break;
     case "interrupted":
       stopPlayback();
+      pausePlayback(false); // nothing is left to play: the next reply plays at once
       if (state.assistantLine) state.assistantLine.classList.add("interrupted");
       break;
     case "form_progress":
