@@ -1,6 +1,7 @@
 # voicepipe: the two commands of the README, and a few more.
 #   make demo   set up a venv with the offline engines and run a voice turn on a bundled WAV
 #   make test   lint, type-check and run the test suite
+#   make fuzz   a long soak of the session-contract fuzzer
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +9,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 SAMPLE ?= examples/audio/capital_of_france.wav
 
-.PHONY: demo test lint typecheck pytest docs bench install-demo install-dev clean
+.PHONY: demo test lint typecheck pytest docs bench fuzz install-demo install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +52,10 @@ docs: $(VENV)/.dev-installed
 bench: $(VENV)/.dev-installed
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python -m benchmarks.turns
+
+# The session-contract fuzzer's long soak: 10,000 timelines per backend.
+fuzz: $(VENV)/.dev-installed
+	$(BIN)/python benchmarks/fuzz_soak.py --timelines 10000
 
 clean:
 	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache reply.wav

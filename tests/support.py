@@ -9,6 +9,7 @@ import numpy as np
 
 from voicepipe.audio import AudioFormat, chunk_pcm
 from voicepipe.events import Event
+from voicepipe.testing import assert_session_ok
 
 FORMAT = AudioFormat(16000, 1)
 E = TypeVar("E")
@@ -35,8 +36,13 @@ async def chunks(pcm: bytes, ms: int = 20, fmt: AudioFormat = FORMAT) -> AsyncIt
         yield chunk
 
 
-async def collect(events: AsyncIterable[Event]) -> list[Event]:
-    return [event async for event in events]
+async def collect(events: AsyncIterable[Event], *, check: bool = True) -> list[Event]:
+    """Every event of a session, read to the end; the session contract is checked
+    (``voicepipe.testing``) so every test that runs a session tests it too."""
+    collected = [event async for event in events]
+    if check:
+        assert_session_ok(collected)
+    return collected
 
 
 def types(events: Iterable[Event], *, audio: bool = False) -> list[str]:

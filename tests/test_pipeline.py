@@ -33,6 +33,7 @@ from voicepipe import (
 )
 from voicepipe.providers.base import Emit
 from voicepipe.providers.fake import FakeLLM, FakeSTT, FakeTTS
+from voicepipe.testing import assert_session_ok
 
 pytestmark = pytest.mark.anyio
 
@@ -58,6 +59,7 @@ async def test_two_turn_conversation_event_order() -> None:
             events.append(event)
             if isinstance(event, Metrics):
                 replied[0].set()
+    assert_session_ok(events, stt=stt, llm=llm, tts=tts)
 
     assert types(events) == [
         "session",
@@ -184,6 +186,7 @@ async def test_goodbye_ends_the_session_after_the_farewell() -> None:
             events.append(event)
             if isinstance(event, Metrics):
                 replied[event.turn - 1].set()
+    assert_session_ok(events, stt=stt, llm=llm)
     assert [e.content for e in of_type(events, AssistantReply)] == ["Sure.", "See you soon."]
     assert events[-1] == Finish(reason="goodbye")
     assert len(llm.calls) == 1  # the goodbye did not go to the LLM
@@ -231,6 +234,7 @@ async def test_barge_in_cancels_llm_and_tts_and_keeps_only_what_was_spoken() -> 
             events.append(event)
             if isinstance(event, AudioChunk):
                 first_audio.set()
+    assert_session_ok(events, stt=stt, llm=llm, tts=tts)
 
     sequence = types(events)
     barge = sequence.index("speech_started", sequence.index("audio"))
@@ -264,6 +268,7 @@ async def test_barge_in_can_be_turned_off() -> None:
             events.append(event)
             if isinstance(event, AudioChunk):
                 first_audio.set()
+    assert_session_ok(events, stt=stt, llm=llm, tts=tts)
     assert not of_type(events, Interrupted)
     assert [e.content for e in of_type(events, AssistantReply)] == [
         "First sentence here. Second one.",

@@ -36,6 +36,7 @@ from voicepipe.forms import Form
 from voicepipe.policies.form import FormPolicy
 from voicepipe.providers.base import Emit
 from voicepipe.providers.fake import FakeLLM, FakeSTT, FakeTTS
+from voicepipe.testing import assert_session_ok
 
 pytestmark = pytest.mark.anyio
 
@@ -69,15 +70,16 @@ async def test_leaving_at_every_event_of_a_session_never_raises() -> None:
         tts = FakeTTS(chunk_ms=40)
         policy = ConversationPolicy(greeting="Hello there. How can I help?")
         pipeline = Pipeline(stt=stt, llm=llm, tts=tts, policy=policy, input_format=FORMAT)
-        seen = 0
+        seen: list[Event] = []
         async with pipeline.run(chunks(utterance() * 2)) as events:
-            async for _event in events:
-                if seen == leave_at:
+            async for event in events:
+                if len(seen) == leave_at:
                     break
-                seen += 1
-        assert stt.closed and llm.open_streams == 0 and tts.open_streams == 0
-        if seen < leave_at:  # the session ended before this event: all points tried
-            total = seen
+                seen.append(event)
+        complete = len(seen) < leave_at
+        assert_session_ok(seen, complete=complete, stt=stt, llm=llm, tts=tts)
+        if complete:  # the session ended before this event: all points tried
+            total = len(seen)
             break
     assert total is not None and total > 20
 
@@ -219,6 +221,7 @@ async def test_nothing_of_a_reply_follows_its_interrupted(
             events.append(event)
             if isinstance(event, AssistantReply):
                 break
+    assert_session_ok(events, complete=False)
     sequence = types(events)
     cut = sequence.index("interrupted")
     assert "audio" not in sequence[cut:] and "assistant_delta" not in sequence[cut:]
