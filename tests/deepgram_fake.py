@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
@@ -60,9 +60,10 @@ pyproject.toml already ignores; test modules using the SDK ignore it too."""
 DROP: dict[str, Any] = {"__drop__": True}
 """A script action: close the TCP connection without a websocket close frame."""
 
-Trigger = int | Literal["KeepAlive", "Finalize", "CloseStream"]
+Trigger = int | str
 """When a scripted action runs: after the n-th audio frame (1-based) of the
-connection, or when a control message arrives."""
+connection, when a control message arrives (``"Finalize"``: every time), or
+when it arrives for the n-th time on the connection (``"Finalize:1"``)."""
 
 Script = Mapping[Any, Sequence[Mapping[str, Any]]]
 """Trigger → actions (dicts to send as JSON, or :data:`DROP`)."""
@@ -228,18 +229,22 @@ class FakeDeepgram:
         try:
             async for message in ws:
                 trigger: Trigger
+                actions: list[Mapping[str, Any]] = []
                 if isinstance(message, bytes):
                     record.audio.append(message)
                     record.log.append("audio")
                     received_bytes += len(message)
                     trigger = len(record.audio)
+                    actions += script.get(trigger, ())
                 else:
                     kind = json.loads(message).get("type", "?")
                     record.controls.append(kind)
                     record.log.append(kind)
                     trigger = kind
                     self._seen[kind].set()
-                for action in script.get(trigger, ()):
+                    actions += script.get(kind, ())
+                    actions += script.get(f"{kind}:{record.controls.count(kind)}", ())
+                for action in actions:
                     if action.get("__drop__"):
                         ws.transport.close()  # TCP FIN, no close frame: an abnormal close
                         return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import anyio
@@ -258,9 +259,10 @@ async def test_reconnects_after_a_drop_and_replays_audio_since_the_last_final() 
         4: [DROP],
     }
     second = {
-        # The new connection's clock starts at the replayed audio.
-        "Finalize": [
-            results("world", is_final=True, from_finalize=True, duration=4 * CHUNK_S),
+        # The new connection's clock starts at the replayed audio. "hello" was
+        # final but its turn had not ended: the replay is finalized at once.
+        "Finalize:1": [
+            results("world", is_final=True, from_finalize=True, duration=2 * CHUNK_S),
         ],
     }
     parts = chunks(6)
@@ -419,3 +421,64 @@ async def test_the_key_never_reaches_the_logs(caplog: pytest.LogCaptureFixture) 
     assert "Deepgram STT:" in caplog.text  # the reconnect was logged...
     assert "GET /v1/listen" in caplog.text  # ...and so was the handshake, headers and all
     assert TEST_KEY not in caplog.text
+
+
+async def test_a_drop_between_a_turns_last_word_and_its_end_does_not_merge_turns() -> None:
+    # The connection drops 100 ms after the turn's last final word, before
+    # speech_final. The new connection replays only what followed the word; it
+    # is asked to finalize the endpointing window (300 ms) after it, and that
+    # window's empty final ends the held turn. The next utterance is a turn of
+    # its own. No word is lost or repeated.
+    first = {
+        1: [speech_started(), results("hello there", is_final=True, duration=CHUNK_S)],
+        2: [DROP],
+    }
+    second = {
+        "Finalize:1": [results("", is_final=True, from_finalize=True, duration=3 * CHUNK_S)],
+        4: [speech_started(), results("next one", is_final=True, start=0.3, duration=CHUNK_S)],
+        5: [results("", is_final=True, speech_final=True, start=0.4, duration=CHUNK_S)],
+    }
+    parts = chunks(6)
+    async with FakeDeepgram([first, second]) as fake:
+        events = await run(make_stt(fake), parts)
+    assert [e.content for e in events if isinstance(e, UserTurn)] == ["hello there", "next one"]
+    assert [e.content for e in events if isinstance(e, TranscriptFinal)] == [
+        "hello there",
+        "next one",
+    ]
+    second_conn = fake.connections[1]
+    assert second_conn.audio == parts[1:]  # the final's audio is not sent again
+    assert second_conn.log[:4] == ["audio", "audio", "audio", "Finalize"]
+
+
+@pytest.mark.parametrize("how", ["cancelled", "audio_fails"])
+async def test_an_early_end_still_sends_close_stream(how: str) -> None:
+    script = {2: [results("hi", is_final=True)]}
+    heard = anyio.Event()
+
+    async def live() -> AsyncIterator[bytes]:
+        for part in chunks(2):
+            yield part
+        await heard.wait()
+        if how == "audio_fails":
+            raise ConnectionResetError("the caller's line dropped")
+        await anyio.sleep_forever()
+
+    async def emit(event: STTEvent) -> None:
+        if isinstance(event, TranscriptFinal):
+            heard.set()
+
+    async with FakeDeepgram([script]) as fake:
+        stt = make_stt(fake)
+        fails = pytest.raises(ExceptionGroup) if how == "audio_fails" else nullcontext()
+        with anyio.fail_after(10):  # a hang guard, not a timing assertion
+            with fails, anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(stt.transcribe, live(), FMT, emit)
+                    await heard.wait()
+                    if how == "cancelled":
+                        scope.cancel()
+            await fake.wait_for("CloseStream")
+    (conn,) = fake.connections
+    assert conn.controls[-1] == "CloseStream"
+    assert "Finalize" not in conn.controls  # not the end of input: nothing to flush

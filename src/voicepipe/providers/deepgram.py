@@ -25,6 +25,7 @@ somewhere else (a proxy, a loopback fake in tests). The API key is a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, Mapping, Sequence
@@ -216,6 +217,11 @@ class _AudioLog:
         index = seq - self.first_seq
         return self._chunks[index] if 0 <= index < len(self._chunks) else None
 
+    def offset_of(self, seq: int) -> int:
+        """Byte offset (in the whole stream) where chunk ``seq`` starts."""
+        index = min(max(0, seq - self.first_seq), len(self._chunks))
+        return self.first_offset + sum(len(self._chunks[i]) for i in range(index))
+
     @property
     def end_seq(self) -> int:
         return self.first_seq + len(self._chunks)
@@ -277,6 +283,11 @@ class _Turn:
         self.segments: list[str] = []
         self.started = False
         self.finals = 0  # final results seen, to tell progress from a crash loop
+        # A connection dropped after the turn's last final words but before its
+        # end: the new connection replays only what followed them (silence,
+        # usually), so it will never send speech_final for them. The first final
+        # result without words on the new connection ends the turn instead.
+        self.held = False
 
     async def speech_started(self) -> None:
         if not self.started:
@@ -296,6 +307,11 @@ class _Turn:
             await self.speech_started()
         if is_final:
             self.finals += 1
+            if self.held:
+                self.held = False
+                if not text and self.segments:
+                    await self.end(endpoint_ms)
+                    return
             if not text and not self.segments:
                 # Deepgram finalised audio holding no words: whatever set off
                 # SpeechStarted was noise, so real speech may report it again.
@@ -312,6 +328,7 @@ class _Turn:
     async def end(self, endpoint_ms: float | None = None) -> None:
         """End the turn: report the collected segments, if any, as one user turn."""
         segments, self.segments, self.started = self.segments, [], False
+        self.held = False
         if segments:
             await self.emit(UserTurn(content=" ".join(segments), endpoint_ms=endpoint_ms))
 
@@ -446,6 +463,7 @@ class DeepgramSTT:
                     f"after {self.max_reconnects} tries",
                     recoverable=False,
                 )
+            turn.held = bool(turn.segments)  # the new connection is asked to finalize them
             delay = _backoff(self.reconnect_backoff, tries, cap=8.0)
             logger.warning("Deepgram STT: %s; reconnecting in %.2f s", reason, delay)
             await turn.emit(
@@ -468,18 +486,38 @@ class DeepgramSTT:
         origin = log.first_offset  # byte offset where this connection's clock starts
         closing = anyio.Event()
         lost: Exception | None = None
-        async with (
-            client.listen.v1.connect(**self.options.query(fmt)) as conn,
-            anyio.create_task_group() as tg,
-        ):
-            tg.start_soon(self._send, conn, log, closing, tg.cancel_scope)
+        # A turn held across a drop: finalize once the endpointing window after
+        # its last final words is sent; silence there ends it, words go on with it.
+        finalize_at = origin + self._endpoint_bytes(fmt) if turn.held else None
+        async with client.listen.v1.connect(**self.options.query(fmt)) as conn:
             try:
-                await self._receive(conn, fmt, log, turn, origin, closing)
-            except (_Lost, OSError, WebSocketException) as exc:
-                lost = exc  # re-raised outside the task group, so not wrapped in a group
-            tg.cancel_scope.cancel()
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._send, conn, log, closing, tg.cancel_scope, finalize_at)
+                    try:
+                        await self._receive(conn, fmt, log, turn, origin, closing)
+                    except (_Lost, OSError, WebSocketException) as exc:
+                        lost = exc  # re-raised outside the task group, not wrapped in a group
+                    tg.cancel_scope.cancel()
+            finally:
+                if lost is None and not closing.is_set():
+                    await self._close_politely(conn)
         if lost is not None:
             raise lost
+
+    def _endpoint_bytes(self, fmt: AudioFormat) -> int:
+        """The audio Deepgram waits for after the last word before ending a turn."""
+        endpointing = self.options.endpointing
+        ms = endpointing if isinstance(endpointing, int) and endpointing > 10 else 300
+        return fmt.bytes_for(ms)
+
+    async def _close_politely(self, conn: AsyncV1SocketClient) -> None:
+        """Send CloseStream on an early end (the session left, cancellation):
+        shielded, bounded, and quiet if the connection is already gone."""
+        from websockets.exceptions import WebSocketException
+
+        with anyio.move_on_after(min(self.close_timeout, 2.0), shield=True):
+            with contextlib.suppress(OSError, WebSocketException):
+                await conn.send_close_stream()
 
     async def _send(
         self,
@@ -487,10 +525,13 @@ class DeepgramSTT:
         log: _AudioLog,
         closing: anyio.Event,
         scope: anyio.CancelScope,
+        finalize_at: int | None = None,
     ) -> None:
         """Send the log, then live audio; KeepAlive when idle; Finalize and
-        CloseStream at the end of input. Send errors end this task quietly:
-        the receiver sees the same broken connection and reports it."""
+        CloseStream at the end of input. With ``finalize_at`` (a byte offset of
+        the whole stream), Finalize once the audio up to it is sent. Send
+        errors end this task quietly: the receiver sees the same broken
+        connection and reports it."""
         from websockets.exceptions import ConnectionClosed
 
         seq = log.first_seq
@@ -502,6 +543,9 @@ class DeepgramSTT:
                     await conn.send_media(chunk)
                     seq += 1
                     last_sent = anyio.current_time()
+                    if finalize_at is not None and log.offset_of(seq) >= finalize_at:
+                        finalize_at = None
+                        await conn.send_finalize()
                 if log.ended and seq >= log.end_seq:
                     break
                 idle = anyio.current_time() - last_sent
