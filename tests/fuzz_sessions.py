@@ -21,7 +21,7 @@ import anyio
 from hypothesis import strategies as st
 
 from tests.support import FORMAT, silence, tone
-from voicepipe import ConversationPolicy, Event, Message, Pipeline, ProviderError, Usage
+from voicepipe import BargeIn, ConversationPolicy, Event, Message, Pipeline, ProviderError, Usage
 from voicepipe.audio import AudioFormat
 from voicepipe.providers.base import Emit
 from voicepipe.providers.fake import FakeLLM, FakeSTT, FakeTTS
@@ -56,7 +56,7 @@ class Timeline:
     tts_fail_on: tuple[str, ...] = ()
     tts_drop_at_chunk: int | None = None  # every synthesis fails after that many chunks
     realtime_lead: float | None = None
-    barge_in: bool = True
+    barge_in: bool | str = True  # "any": every speech_started cuts (BargeIn.any_speech())
     event_buffer: int = 64
     read_delay: float = 0.0  # the consumer's pause per event
     leave_at_event: int | None = None
@@ -164,7 +164,7 @@ async def run_timeline(timeline: Timeline) -> Outcome:
         policy=policy,
         input_format=FORMAT,
         realtime_lead=timeline.realtime_lead,
-        barge_in=timeline.barge_in,
+        barge_in=BargeIn.any_speech() if timeline.barge_in == "any" else bool(timeline.barge_in),
         event_buffer=timeline.event_buffer,
     )
 
@@ -254,7 +254,7 @@ def timelines(draw: st.DrawFn) -> Timeline:
         ),
         tts_drop_at_chunk=draw(_sometimes(st.integers(0, 5))),
         realtime_lead=draw(st.none() | st.sampled_from([0.0, 0.1, 0.2])),
-        barge_in=draw(st.booleans()),
+        barge_in=draw(st.sampled_from([True, False, "any"])),  # type: ignore[arg-type]
         event_buffer=draw(st.sampled_from([1, 2, 64])),
         read_delay=draw(st.sampled_from([0.0, 0.0, 0.001, 0.05])),
         leave_at_event=draw(_sometimes(st.integers(0, 60))),

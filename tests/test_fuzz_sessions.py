@@ -70,7 +70,25 @@ FOUND = {
         llm_replies=("",),
         tts_chunk_ms=20,
         realtime_lead=0.0,
+        barge_in="any",
         event_buffer=2,
+    ),
+    # A slow consumer (one-event buffer): a sentence's assistant_delta was
+    # counted as spoken, then waited for room; the cut cancelled that send, so
+    # `interrupted` and `assistant` reported a sentence the consumer never got.
+    # Fixed: a reply piece waiting for room is delivered ahead of the
+    # `interrupted` (sends are first come, first served); only the session's
+    # end drops it.
+    "spoken-but-never-sent": Timeline(
+        audio=(("speech", 20), ("silence", 300), ("speech", 20)),
+        hang_up=False,
+        stt_silence_ms=200,
+        llm_replies=("Sure. what we have.",),
+        tts_chunk_ms=20,
+        tts_drop_at_chunk=1,
+        barge_in="any",
+        event_buffer=1,
+        read_delay=0.05,
     ),
 }
 

@@ -85,13 +85,13 @@ class _Session:
     def __init__(
         self,
         send: MemoryObjectSendStream[Event],
-        scope: anyio.CancelScope,
         *,
         paced: bool,
         playback: Playback | None = None,
     ) -> None:
         self.send = send
-        self.scope = scope
+        self.scope = anyio.CancelScope()  # replaced by the running session's scope
+        self._inflight: anyio.CancelScope | None = None  # a reply piece waiting for room
         self.paced = paced
         self.playback = playback  # a client that reports what it played
         self.audio_bytes = 0  # reply audio emitted so far (what Playback.played counts)
@@ -120,9 +120,45 @@ class _Session:
         try:
             await put(self.send, event)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            self.gone = True
-            self.scope.cancel()
-            await anyio.lowlevel.checkpoint_if_cancelled()
+            await self._left()
+
+    async def deliver(self, event: Event) -> None:
+        """Emit a piece of the reply that counts as spoken once it is sent.
+
+        Once it waits for room in the event stream, a cut does not take it
+        back: sends go out first come, first served, so it reaches the
+        consumer ahead of the ``interrupted`` that counted it as spoken.
+        Only the end of the session (:meth:`abandon`) drops it.
+        """
+        if self.gone:
+            return
+        try:
+            self.send.send_nowait(event)
+            return
+        except anyio.WouldBlock:
+            pass
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            await self._left()
+            return
+        with anyio.CancelScope(shield=True) as guard:
+            self._inflight = guard
+            try:
+                await self.send.send(event)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self.gone = True
+                self.scope.cancel()
+            finally:
+                self._inflight = None
+
+    def abandon(self) -> None:
+        """The session is over: drop a reply piece still waiting for room."""
+        if self._inflight is not None:
+            self._inflight.cancel()
+
+    async def _left(self) -> None:
+        self.gone = True
+        self.scope.cancel()
+        await anyio.lowlevel.checkpoint_if_cancelled()
 
     # -- Floor (voicepipe.turns) --------------------------------------------
 
@@ -319,9 +355,10 @@ class Pipeline:
         self, source: _Source, *, sequential: bool = False
     ) -> AsyncIterator[MemoryObjectReceiveStream[Event]]:
         send, receive = anyio.create_memory_object_stream[Event](self.event_buffer)
+        session = _Session(send, paced=self.realtime_lead is not None, playback=self.playback)
         caller_error: Exception | None = None
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._main, source, send, sequential)
+            tg.start_soon(self._main, session, source, sequential)
             try:
                 with receive:
                     yield receive
@@ -329,18 +366,14 @@ class Pipeline:
                 # Re-raised below as itself, not wrapped in the task group's ExceptionGroup.
                 caller_error = exc
             finally:
+                session.abandon()
                 tg.cancel_scope.cancel()
         if caller_error is not None:
             raise caller_error
 
-    async def _main(
-        self, source: _Source, send: MemoryObjectSendStream[Event], sequential: bool
-    ) -> None:
-        with anyio.CancelScope() as scope:
-            session = _Session(
-                send, scope, paced=self.realtime_lead is not None, playback=self.playback
-            )
-            async with send:
+    async def _main(self, session: _Session, source: _Source, sequential: bool) -> None:
+        with session.scope:
+            async with session.send:
                 try:
                     await self._session(session, source, sequential)
                 finally:

@@ -52,6 +52,10 @@ class Outlet(Protocol):
 
     async def emit(self, event: Event) -> None: ...
 
+    async def deliver(self, event: Event) -> None:
+        """Emit a piece of the reply that a cut, once it is on its way, no longer stops."""
+        ...
+
     async def unpaused(self, state: ReplyState) -> bool:
         """Wait while the reply is paused; False once it was cut."""
         ...
@@ -144,7 +148,7 @@ class Speaker:
         if not await self.out.unpaused(state):
             return False
         state.spoken.append(text)
-        await self.out.emit(AssistantDelta(content=text))
+        await self.out.deliver(AssistantDelta(content=text))
         return True
 
     async def _speak_text(self, deltas: AsyncIterable[str], state: ReplyState) -> None:

@@ -30,6 +30,8 @@ from voicepipe.events import (
     Finish,
     Interrupted,
     Metrics,
+    Paused,
+    Resumed,
     Session,
     UserTurn,
 )
@@ -157,6 +159,18 @@ def _spoken(events: Sequence[Event], deltas: Iterable[int]) -> str:
     return "".join(_text(events[i]) for i in deltas).strip()
 
 
+def _word_prefix(prefix: str, text: str) -> bool:
+    """``prefix`` is ``text`` cut at a word boundary (or all of it)."""
+    prefix, text = prefix.strip(), text.strip()
+    if not text.startswith(prefix):
+        return False
+    return (
+        len(prefix) in (0, len(text))
+        or not text[len(prefix)].isalnum()
+        or (not prefix[-1].isalnum())
+    )
+
+
 def _text(event: Event) -> str:
     return event.content if isinstance(event, (AssistantDelta, Interrupted)) else ""
 
@@ -205,10 +219,13 @@ def _said(record: SessionRecord) -> Iterator[Violation]:
     events = record.events
     for reply in replies(events):
         spoken = _spoken(events, reply.deltas)
+        said: str | None = None
         if reply.interrupted is not None:
+            # Heard means heard: with paced audio the caller had heard a word
+            # prefix of what was sent when the cut came; unpaced, all of it.
             said = _text(events[reply.interrupted])
             before = _spoken(events, [i for i in reply.deltas if i < reply.interrupted])
-            if said != before:
+            if not _word_prefix(said, before):
                 yield Violation(
                     "assistant-is-what-was-spoken",
                     f"`interrupted` says {said!r} but {before!r} was spoken",
@@ -218,10 +235,12 @@ def _said(record: SessionRecord) -> Iterator[Violation]:
             continue
         end = events[reply.end]
         assert isinstance(end, AssistantReply)
-        if end.content != spoken:
+        expected = spoken if said is None else said
+        if end.content != expected:
             yield Violation(
                 "assistant-is-what-was-spoken",
-                f"`assistant` says {end.content!r} but {spoken!r} was spoken",
+                f"`assistant` says {end.content!r} but {expected!r} was "
+                + ("spoken" if said is None else "heard before the cut"),
                 (reply.end,),
             )
         if end.interrupted != (reply.interrupted is not None):
@@ -236,6 +255,32 @@ def _said(record: SessionRecord) -> Iterator[Violation]:
                 "`assistant` for a reply nothing of which was spoken",
                 (reply.end,),
             )
+
+
+@rule("paused-ends-in-resumed-or-interrupted")
+def _paused(record: SessionRecord) -> Iterator[Violation]:
+    name = "paused-ends-in-resumed-or-interrupted"
+    events = record.events
+    open_at: int | None = None
+    for index, event in enumerate(events):
+        if isinstance(event, Paused):
+            if open_at is not None:
+                yield Violation(
+                    name, "`paused` again before `resumed`/`interrupted`", (open_at, index)
+                )
+            open_at = index
+        elif isinstance(event, (Resumed, Interrupted)):
+            open_at = None
+        elif open_at is not None and isinstance(event, (AudioChunk, AssistantDelta)):
+            yield Violation(name, "reply audio or text while paused", (open_at, index))
+            open_at = None  # one report per pause
+        elif open_at is not None and isinstance(event, (AssistantReply, Finish)):
+            yield Violation(
+                name, "a `paused` that never ended in `resumed`/`interrupted`", (open_at, index)
+            )
+            open_at = None
+    if open_at is not None and record.complete:
+        yield Violation(name, "a `paused` that never ended", (open_at,))
 
 
 @rule("audio-follows-its-text")
