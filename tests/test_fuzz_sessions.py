@@ -90,6 +90,21 @@ FOUND = {
         event_buffer=1,
         read_delay=0.05,
     ),
+    # The STT fails for good while a paced greeting is paused by the caller's
+    # speech: the fatal error cut the reply (assistant said interrupted: true)
+    # but no `interrupted` went out, so the `paused` never ended. Fixed: the
+    # fatal path emits the cut's `interrupted` like any other cut.
+    "fatal-error-while-paused": Timeline(
+        audio=(("speech", 20),),
+        hang_up=False,
+        greeting="Sure.",
+        stt_silence_ms=100,
+        stt_fail_at_chunk=0,
+        llm_replies=("",),
+        tts_chunk_ms=20,
+        realtime_lead=0.1,
+        event_buffer=1,
+    ),
 }
 
 

@@ -428,7 +428,9 @@ class Pipeline:
     async def _fatal(self, session: _Session, stage: Stage, message: str) -> None:
         log.warning("session %s ends: %s failed: %s", self.session_id, stage, message)
         session.finish_reason = "error"
-        session.cut()
+        interrupted = session.cut()  # the reply in progress stops: say so, like any cut
+        if interrupted is not None:
+            await session.emit(interrupted)
         await session.emit(ErrorEvent(stage=stage, message=message, recoverable=False))
 
     # -- listen --------------------------------------------------------------
