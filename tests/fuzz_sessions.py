@@ -15,7 +15,7 @@ import functools
 import itertools
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 from hypothesis import strategies as st
@@ -63,25 +63,33 @@ class Timeline:
     cancel_at: float | None = None  # virtual seconds after the start
 
 
-class ScriptedLLM(FakeLLM):
+class ScriptedLLM:
     """FakeLLM whose n-th stream may break after a given number of tokens."""
 
     def __init__(self, timeline: Timeline) -> None:
         replies = itertools.cycle(timeline.llm_replies)
-        super().__init__(
+        self.inner = FakeLLM(
             lambda messages: next(replies),
             ttft=timeline.llm_ttft,
             token_delay=timeline.llm_token_delay,
         )
         self.fail_at = timeline.llm_fail_at_token
 
+    @property
+    def calls(self) -> list[Any]:
+        return self.inner.calls
+
+    @property
+    def open_streams(self) -> int:
+        return self.inner.open_streams
+
     async def stream(
-        self, messages: Sequence[Message], *, usage: Usage | None = None
+        self, messages: Sequence[Message], *, usage: Usage | None = None, **_: Any
     ) -> AsyncIterator[str]:
-        call = len(self.calls)
+        call = len(self.inner.calls)
         fail_at = self.fail_at[call % len(self.fail_at)] if self.fail_at else None
         count = 0
-        async with closing(super().stream(messages, usage=usage)) as tokens:
+        async with closing(self.inner.stream(messages, usage=usage)) as tokens:
             async for token in tokens:
                 if count == fail_at:
                     raise ProviderError("llm", "the connection dropped mid-reply")
@@ -89,6 +97,9 @@ class ScriptedLLM(FakeLLM):
                 yield token
         if count == fail_at:
             raise ProviderError("llm", "the connection dropped at the end")
+
+    async def complete_json(self, messages: Sequence[Message], schema: Any, **_: Any) -> Any:
+        return await self.inner.complete_json(messages, schema)
 
 
 class DroppingTTS(FakeTTS):
