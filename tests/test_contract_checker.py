@@ -1,0 +1,202 @@
+"""voicepipe.testing flags each broken rule, with the events at fault, and passes good sessions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from voicepipe import (
+    AssistantDelta,
+    AssistantReply,
+    AudioChunk,
+    AudioFormat,
+    ErrorEvent,
+    Event,
+    Finish,
+    Interrupted,
+    Message,
+    Metrics,
+    Session,
+    UserTurn,
+)
+from voicepipe.events import Paused, Resumed
+from voicepipe.providers.fake import FakeLLM, LLMCall
+from voicepipe.testing import (
+    RULES,
+    SessionRecord,
+    Violation,
+    assert_session_ok,
+    check_session,
+    rule,
+)
+
+FMT = AudioFormat(24000)
+START = Session(session_id="s", input_format=AudioFormat(), output_format=FMT)
+AUDIO = AudioChunk(audio=b"\0\0", format=FMT)
+
+
+def said(*pieces: str) -> list[Event]:
+    out: list[Event] = []
+    for piece in pieces:
+        out += [AssistantDelta(content=piece), AUDIO]
+    return out
+
+
+GOOD: list[Event] = [
+    START,
+    UserTurn(content="hi"),
+    *said("Hello.", " How are you?"),
+    AssistantReply(content="Hello. How are you?"),
+    Metrics(turn=1),
+    UserTurn(content="stop"),
+    *said("Well."),
+    Paused(),
+    Interrupted(content="Well."),
+    AssistantReply(content="Well.", interrupted=True),
+    Metrics(turn=2),
+    Finish(reason="end_of_input"),
+]
+
+
+def rules_broken(events: list[Event], **options: object) -> set[str]:
+    return {v.rule for v in check_session(events, **options)}  # type: ignore[arg-type]
+
+
+def test_a_good_session_passes() -> None:
+    assert check_session(GOOD) == []
+    assert_session_ok(GOOD[:5], complete=False)
+
+
+@pytest.mark.parametrize(
+    ("events", "broken"),
+    [
+        ([UserTurn(content="hi"), Finish(reason="x")], "session-first-finish-last"),
+        ([START, UserTurn(content="hi")], "session-first-finish-last"),  # no finish
+        ([START, Finish(reason="x"), UserTurn(content="late")], "session-first-finish-last"),
+        (
+            [START, *said("One."), Interrupted(content="One."), AUDIO, Finish(reason="x")],
+            "nothing-after-interrupted",
+        ),
+        (
+            [
+                START,
+                *said("One.", " Two."),
+                AssistantReply(content="One. Two. Three."),
+                Finish(reason="x"),
+            ],
+            "assistant-is-what-was-spoken",
+        ),
+        (
+            [
+                START,
+                *said("One."),
+                Interrupted(content="One. Two."),
+                AssistantReply(content="One. Two.", interrupted=True),
+                Finish(reason="x"),
+            ],
+            "assistant-is-what-was-spoken",
+        ),
+        (
+            [
+                START,
+                *said("Hello there."),
+                Interrupted(content="Hel"),
+                AssistantReply(content="Hel", interrupted=True),
+                Finish(reason="x"),
+            ],
+            "assistant-is-what-was-spoken",
+        ),  # not at a word boundary
+        (
+            [
+                START,
+                *said("One."),
+                Paused(),
+                AUDIO,
+                Resumed(),
+                AssistantReply(content="One."),
+                Finish(reason="x"),
+            ],
+            "paused-ends-in-resumed-or-interrupted",
+        ),
+        (
+            [START, *said("One."), Paused(), AssistantReply(content="One."), Finish(reason="x")],
+            "paused-ends-in-resumed-or-interrupted",
+        ),
+        (
+            [START, AUDIO, *said("One."), AssistantReply(content="One."), Finish(reason="x")],
+            "audio-follows-its-text",
+        ),
+        (
+            [START, UserTurn(content="a"), Metrics(turn=1), Metrics(turn=1), Finish(reason="x")],
+            "each-turn-answered-once",
+        ),
+        (
+            [
+                START,
+                ErrorEvent(stage="stt", message="gone", recoverable=False),
+                UserTurn(content="more"),
+                Finish(reason="error"),
+            ],
+            "fatal-error-ends-the-session",
+        ),
+        (
+            [
+                START,
+                ErrorEvent(stage="stt", message="gone", recoverable=False),
+                Finish(reason="end_of_input"),
+            ],
+            "fatal-error-ends-the-session",
+        ),
+    ],
+)
+def test_each_rule_flags_its_breach(events: list[Event], broken: str) -> None:
+    assert broken in rules_broken(events)
+    with pytest.raises(AssertionError, match=broken):
+        assert_session_ok(events)
+
+
+def test_heard_is_a_word_prefix_of_what_was_sent() -> None:
+    events: list[Event] = [
+        START,
+        *said("Hello there, friend."),
+        Interrupted(content="Hello there,"),
+        AssistantReply(content="Hello there,", interrupted=True),
+        Finish(reason="x"),
+    ]
+    assert check_session(events) == []
+
+
+def test_the_fakes_records_are_checked() -> None:
+    llm = FakeLLM()
+    llm.calls.append(LLMCall([Message("assistant", "something nobody heard")]))
+    llm.open_streams = 1
+    broken = rules_broken(GOOD, llm=llm)
+    assert broken == {"history-holds-what-was-heard", "providers-closed"}
+
+
+def test_violations_point_at_the_events() -> None:
+    events: list[Event] = [START, *said("One."), Interrupted(content="One."), AUDIO]
+    (violation,) = check_session(events, complete=False)
+    assert violation.at == (3, 4)
+    assert "#4 AudioChunk" in violation.describe(events)
+
+
+def test_rules_can_be_added() -> None:
+    @rule("no-shouting")
+    def no_shouting(record: SessionRecord) -> Iterator[Violation]:
+        for index, event in enumerate(record.events):
+            if isinstance(event, AssistantDelta) and event.content.isupper():
+                yield Violation("no-shouting", "the reply shouts", (index,))
+
+    try:
+        events: list[Event] = [
+            START,
+            *said("HEY."),
+            AssistantReply(content="HEY."),
+            Finish(reason="x"),
+        ]
+        assert rules_broken(events) == {"no-shouting"}
+    finally:
+        RULES[:] = [(n, r) for n, r in RULES if n != "no-shouting"]
+    assert check_session(events) == []
