@@ -20,7 +20,7 @@ from voicepipe import (
     Session,
     UserTurn,
 )
-from voicepipe.events import Paused, Resumed
+from voicepipe.events import Paused, Resumed, ToolCallEvent, ToolResultEvent
 from voicepipe.providers.fake import FakeLLM, LLMCall
 from voicepipe.testing import (
     RULES,
@@ -154,6 +154,33 @@ def test_each_rule_flags_its_breach(events: list[Event], broken: str) -> None:
     assert broken in rules_broken(events)
     with pytest.raises(AssertionError, match=broken):
         assert_session_ok(events)
+
+
+CALL = ToolCallEvent(id="c1", name="lookup", arguments={})
+RESULT = ToolResultEvent(id="c1", name="lookup", ok=True, content="x")
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        [START, CALL, Finish(reason="x")],  # never answered
+        [START, RESULT, Finish(reason="x")],  # a result without its call
+        [START, CALL, RESULT, RESULT, Finish(reason="x")],  # answered twice
+        [START, CALL, CALL, RESULT, Finish(reason="x")],  # one id called twice
+    ],
+)
+def test_every_tool_call_gets_exactly_one_result(events: list[Event]) -> None:
+    assert "tool-calls-answered" in rules_broken(events)
+    assert check_session([START, CALL, RESULT, Finish(reason="x")]) == []
+    assert_session_ok([START, CALL], complete=False)  # a prefix: the result may still come
+
+
+def test_words_heard_before_a_tool_call_are_a_piece_of_the_reply() -> None:
+    llm = FakeLLM()
+    llm.calls.append(LLMCall([Message("user", "weather?"), Message("assistant", "Let me look.")]))
+    reply = AssistantReply(content="Let me look. Sunny.")
+    events = [START, *said("Let me look.", " Sunny."), reply, Finish(reason="x")]
+    assert check_session(events, llm=llm) == []
 
 
 def test_heard_is_a_word_prefix_of_what_was_sent() -> None:

@@ -29,6 +29,7 @@ from voicepipe import (
 )
 from voicepipe.events import ToolCallEvent, ToolResultEvent
 from voicepipe.providers.fake import FakeLLM, FakeSTT, FakeTTS, ToolCall
+from voicepipe.testing import assert_session_ok
 
 pytestmark = pytest.mark.anyio
 
@@ -49,6 +50,7 @@ async def run_text(
             events = [event async for event in stream]
     check_histories(llm, policy)
     assert_tool_events_ok(events)
+    assert_session_ok(events, llm=llm)
     return events
 
 
@@ -247,6 +249,7 @@ async def test_barge_in_during_a_tool_call_keeps_its_result_for_the_next_turn() 
     ]
     check_histories(llm, policy)
     assert_tool_events_ok(events)
+    assert_session_ok(events, llm=llm)
     assert llm.open_streams == 0
     assert events[-1] == Finish(reason="end_of_input")
 
@@ -285,6 +288,7 @@ async def test_a_slow_tool_gets_the_filler_line_once() -> None:
     assert policy.history[-1] == Message("assistant", "Sunny in Paris, snow in Oslo.")
     check_histories(llm, policy)
     assert_tool_events_ok(events)
+    assert_session_ok(events, llm=llm)
 
 
 async def test_a_fast_tool_gets_no_filler() -> None:

@@ -33,6 +33,8 @@ from voicepipe.events import (
     Paused,
     Resumed,
     Session,
+    ToolCallEvent,
+    ToolResultEvent,
     UserTurn,
 )
 
@@ -350,16 +352,41 @@ def _history(record: SessionRecord) -> Iterator[Violation]:
     calls = getattr(record.llm, "calls", None)
     if not calls or not record.complete:
         return
-    said = {e.content for e in record.events if isinstance(e, AssistantReply)}
+    said = [e.content for e in record.events if isinstance(e, AssistantReply)]
     for number, messages in enumerate(calls):
         for message in messages:
-            # (an assistant message without text is a tool call: the tools' rules judge it)
-            if message.role == "assistant" and message.content and message.content not in said:
+            # An assistant message without text is a tool call (the tools' rule judges it);
+            # with tools, the words heard before a call are a piece of a heard reply.
+            text = message.content.strip() if message.role == "assistant" else ""
+            if text and not any(text in heard for heard in said):
                 yield Violation(
                     "history-holds-what-was-heard",
                     f"LLM call {number} holds an assistant message nobody heard: "
                     f"{message.content!r}",
                 )
+
+
+@rule("tool-calls-answered")
+def _tools(record: SessionRecord) -> Iterator[Violation]:
+    name = "tool-calls-answered"
+    calls: dict[str, int] = {}
+    answered: set[str] = set()
+    for index, event in enumerate(record.events):
+        if isinstance(event, ToolCallEvent):
+            if event.id in calls:
+                yield Violation(name, f"tool call {event.id!r} started twice", (index,))
+            calls[event.id] = index
+        elif isinstance(event, ToolResultEvent):
+            call = calls.get(event.id)
+            if call is None:
+                yield Violation(name, f"`tool_result` {event.id!r} without its call", (index,))
+            elif event.id in answered:
+                yield Violation(name, f"tool call {event.id!r} answered twice", (call, index))
+            answered.add(event.id)
+    if record.complete:
+        for call_id, index in calls.items():
+            if call_id not in answered:
+                yield Violation(name, f"tool call {call_id!r} never got its result", (index,))
 
 
 @rule("providers-closed")
