@@ -32,8 +32,17 @@ INTAKE = Form(
     title="intake form",
     fields=(
         Field(name="age", question="How old are you?", type=FieldType.INTEGER, min=0, max=130),
-        Field(name="email", question="What is your e-mail address?", type=FieldType.EMAIL),
-        Field(name="phone", question="What is your phone number?", type=FieldType.PHONE),
+        # No read-back here (e-mail and phone confirm by default): these tests are
+        # about the flow and the stores; confirmation has tests of its own.
+        Field(
+            name="email",
+            question="What is your e-mail address?",
+            type=FieldType.EMAIL,
+            confirm=False,
+        ),
+        Field(
+            name="phone", question="What is your phone number?", type=FieldType.PHONE, confirm=False
+        ),
     ),
 )
 

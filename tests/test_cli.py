@@ -374,7 +374,7 @@ def test_a_key_never_shows(tmp_path: Path) -> None:
 
 # --- form ------------------------------------------------------------------------------
 
-ANSWERS = ["24", "juan@example.com", "yes", "415 555 0100"]
+ANSWERS = ["24", "juan@example.com", "yes", "415 555 0100", "yes"]  # e-mail, phone read back
 
 
 def form_run(db: Path, wav: Path, turns: Sequence[str], *extra: str) -> Result:
@@ -428,7 +428,9 @@ def test_form_resumes_with_the_same_session(tmp_path: Path) -> None:
     assert first.exit_code == 0, first.output
     assert lines(first.stdout)[-2] == "form in progress: 1/3 answered; go on with --session abc"
 
-    second = form_run(db, recording(tmp_path / "b.wav", 3), ANSWERS[1:], "--session", "abc")
+    second = form_run(
+        db, recording(tmp_path / "b.wav", len(ANSWERS) - 1), ANSWERS[1:], "--session", "abc"
+    )
     assert second.exit_code == 0, second.output
     out = lines(second.stdout)
     assert out[0] == "bot  › Welcome back! Let's continue where we left off. "\

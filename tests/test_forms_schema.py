@@ -33,8 +33,18 @@ def test_example_intake_form_loads() -> None:
         ("email", FieldType.EMAIL),
         ("phone", FieldType.PHONE),
     ]
-    assert form.field("email").confirm
+    # E-mail and phone are read back by default; age is not.
+    assert [f.confirms for f in form.fields] == [False, True, True]
     assert form.field("phone").region == "US"
+
+
+def test_confirm_defaults_per_type_and_is_set_per_field() -> None:
+    assert f("email").confirms and f("phone").confirms
+    assert not f("integer").confirms and not f("date").confirms
+    off = Field(name="e", question="E-mail?", type=FieldType.EMAIL, confirm=False)
+    on = Field(name="a", question="Age?", type=FieldType.INTEGER, confirm=True)
+    assert not off.confirms
+    assert on.confirms
 
 
 def test_yaml_and_json_give_the_same_form(tmp_path: Path) -> None:
@@ -196,7 +206,12 @@ def test_validation_never_raises_anything_but_invalid_answer(text: str) -> None:
 
 def test_read_back() -> None:
     assert read_back(f("email"), "juan@gmail.com") == "j-u-a-n at gmail dot com"
-    assert read_back(f("phone"), "+14155550100") == "plus 1 4 1 5 5 5 5 0 1 0 0"
+    assert read_back(f("email"), "juan.perez_2@mail.co.uk") == (
+        "j-u-a-n dot p-e-r-e-z underscore 2 at mail dot co dot uk"
+    )
+    assert read_back(f("email"), "ana-l@correo.es", "es") == "a-n-a guion l arroba correo punto es"
+    # Digit by digit, in the groups people say them in.
+    assert read_back(f("phone"), "+14155550100") == "plus 1, 4 1 5, 5 5 5, 0 1 0 0"
     assert read_back(f("date"), "2001-03-04") == "March 4, 2001"
     assert read_back(f("boolean"), False) == "no"
     assert read_back(f("integer"), 24) == "24"

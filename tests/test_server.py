@@ -235,7 +235,8 @@ def test_form_by_typed_turns_is_stored_and_complete(tmp_path: Path) -> None:
     f = fake_providers(replies)
     with TestClient(make_app(tmp_path, f)) as client:
         with client.websocket_connect("/forms/intake?mode=text") as ws:
-            for text in ["I am 42", "ana at example dot com", "yes", "four one five ..."]:
+            phone = "four one five five five five zero one zero zero"
+            for text in ["I am 42", "ana at example dot com", "yes", phone, "yes"]:
                 ws.send_text(json.dumps({"type": "text", "content": text}))
             got = drain(ws)
         session_id = got.events[0]["session_id"]  # issued by the server, the proof to resume

@@ -68,8 +68,12 @@ class Field(BaseModel):
     match) apply to ``text`` and ``email``. ``region`` is the default region
     (ISO 3166 code such as ``"US"``) for phone numbers said without a country
     code; without it a phone number must include its country code.
-    ``hint`` and ``examples`` help the LLM normalise what the user says.
-    With ``confirm`` the value is read back and stored only after a yes.
+    ``hint`` helps the LLM when the answer cannot be read without it;
+    ``examples`` document the field for people and are never put in a
+    prompt (a small model copies example values into its answers). With
+    ``confirm`` the value is read back and stored only after a yes; left
+    unset, e-mail and phone fields are confirmed and others are not (see
+    :attr:`confirms`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -80,7 +84,7 @@ class Field(BaseModel):
     required: bool = True
     hint: str | None = None
     examples: tuple[str, ...] = ()
-    confirm: bool = False
+    confirm: bool | None = None
     choices: tuple[str, ...] | None = None
     min: float | date | None = None
     max: float | date | None = None
@@ -133,6 +137,13 @@ class Field(BaseModel):
         if self.region is not None and self.type is not FieldType.PHONE:
             raise ValueError("'region' only applies to 'phone' fields")
         return self
+
+    @property
+    def confirms(self) -> bool:
+        """Whether the value is read back before it is stored (``confirm``, or its default)."""
+        if self.confirm is None:
+            return self.type in (FieldType.EMAIL, FieldType.PHONE)
+        return self.confirm
 
     @property
     def label(self) -> str:

@@ -211,21 +211,53 @@ def _as_choice(field: Field, value: Any) -> str:
     raise InvalidAnswer(f"The answer must be {options}.")
 
 
-def read_back(field: Field, value: Any) -> str:
+def read_back(field: Field, value: Any, language: str = "en") -> str:
     """How to say a validated value back to the user, for confirmation.
 
-    E-mail addresses are spelled ("j-u-a-n at gmail dot com"), phone numbers
-    read digit by digit, dates as words.
+    The way people check them: e-mail addresses spelled letter by letter with
+    their symbols named ("j-u-a-n dot p-e-r-e-z at gmail dot com"; "arroba"
+    and "punto" in Spanish), phone numbers digit by digit in their usual
+    groups ("plus 1, 4 1 5, 5 5 5, 0 1 0 0"), dates as words.
     """
     if field.type is FieldType.EMAIL and isinstance(value, str) and "@" in value:
+        names = _symbol_names(language)
         local, _, domain = value.rpartition("@")
-        spelled = "-".join(ch for ch in local)
-        return f"{spelled} at {domain.replace('.', ' dot ')}"
+        spelled = [
+            names.get(part, part) if part in names else "-".join(part)
+            for part in re.split(r"([._+-])", local)
+            if part
+        ]
+        host = [names.get(part, part) for part in re.split(r"([.-])", domain) if part]
+        return " ".join([*spelled, names["@"], *host])
     if field.type is FieldType.PHONE and isinstance(value, str):
-        digits = " ".join(ch for ch in value if ch.isdigit())
-        return ("plus " if value.startswith("+") else "") + digits
+        return _say_phone(value)
     if field.type is FieldType.DATE and isinstance(value, str):
         return _say_date(date.fromisoformat(value))
     if field.type is FieldType.BOOLEAN:
         return "yes" if value else "no"
     return str(value)
+
+
+def _symbol_names(language: str) -> dict[str, str]:
+    """The first spoken name of each e-mail symbol in ``language``."""
+    from voicepipe.forms.spoken.languages import language as words_of
+
+    names: dict[str, str] = {}
+    for phrase, symbol in words_of(language).symbols.items():
+        names.setdefault(symbol, phrase)
+    return names
+
+
+def _say_phone(value: str) -> str:
+    import phonenumbers
+
+    try:
+        number = phonenumbers.parse(value, None)
+        groups = re.findall(
+            r"\d+",
+            phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL),
+        )
+    except phonenumbers.NumberParseException:
+        groups = [ch for ch in value if ch.isdigit()]
+    said = ", ".join(" ".join(group) for group in groups)
+    return ("plus " if value.startswith("+") else "") + said

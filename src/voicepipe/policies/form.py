@@ -1,16 +1,24 @@
-"""Filling in a form by voice: ask, extract with the LLM, validate, store, move on.
+"""Filling in a form by voice: ask, read the spoken value, validate, store, move on.
 
-Each user turn goes through the LLM once (``complete_json`` with the
-:class:`Extraction` contract) to decide whether it answers the current
-question and to normalise the spoken value ("twenty four" -> 24). The
-field's deterministic validation (:func:`voicepipe.forms.validate_value`)
-has the last word: nothing reaches the store that did not pass it, and the
-LLM's output can never pick the field, skip one or finish the form - the
-policy alone moves through the form.
+Each answer is first read deterministically from the transcript
+(:func:`voicepipe.forms.spoken.parse_answer`: "fifty two" -> 52, "juan dot
+perez at gmail dot com" -> ``juan.perez@gmail.com``). When that gives
+exactly one valid value, it is the answer and no LLM is called. Otherwise
+the LLM extracts (``complete_json`` with the :class:`Extraction` contract),
+and its value is accepted only if it passes the field's validation *and* is
+supported by the transcript (:func:`voicepipe.forms.spoken.supported`): a
+number nobody said, an address that was not spelled out, a value copied from
+anywhere else is a re-ask, never a stored answer. The LLM's output can never
+pick the field, skip one or finish the form - the policy alone moves through
+the form.
+
+Every question's :class:`Reply` says what kind of value it expects
+(``Reply.expecting``: "phone", "email", "number", ...), so end-of-turn
+detection can wait longer while people pause inside a phone number.
 
 Commands ("repeat the question", "go back", "skip" for optional fields) and
-yes/no for confirmations are recognised by simple word rules before the LLM
-is asked, in English plus a few words of Spanish, French and German.
+yes/no for confirmations are recognised by word rules before the LLM is
+asked, in English plus a few words of Spanish, French and German.
 
 Durability: every store write and the in-memory state change that goes with
 it run in one shielded cancel scope, so a barge-in (the pipeline cancelling
@@ -23,14 +31,18 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import anyio
-from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from voicepipe.errors import PolicyError, ProviderError
 from voicepipe.events import ErrorEvent, Event, FormComplete, FormProgress
 from voicepipe.forms.schema import Field, FieldType, Form
+from voicepipe.forms.spoken import language as spoken_language
+from voicepipe.forms.spoken import parse, parse_answer, supported
+from voicepipe.forms.spoken.yes_no import strip_no
+from voicepipe.forms.spoken.yes_no import yes_no as spoken_yes_no
 from voicepipe.forms.store import (
     Answer,
     Attempt,
@@ -44,7 +56,7 @@ from voicepipe.forms.validation import InvalidAnswer, read_back, validate_value
 from voicepipe.policies.base import PolicyContext, Reply
 from voicepipe.providers.base import Message
 
-__all__ = ["Extraction", "FormPolicy"]
+__all__ = ["EXPECTING", "Extraction", "FormPolicy"]
 
 
 class Extraction(BaseModel):
@@ -53,29 +65,49 @@ class Extraction(BaseModel):
     ``is_answer``: does the transcript answer the current question;
     ``value``: the answer normalised to a JSON value (or null);
     ``reason``: when it is not an answer, one short sentence for the user.
+
+    Strings are bounded, so a grammar-constrained local model always closes
+    its JSON well within its token budget.
     """
 
     model_config = ConfigDict(extra="ignore")
 
     is_answer: bool
-    value: JsonValue = None
-    reason: str = ""
+    value: bool | int | float | Annotated[str, StringConstraints(max_length=120)] | None = None
+    reason: Annotated[str, StringConstraints(max_length=120)] = ""
 
 
+# What a question expects the caller's next turn to hold (``Reply.expecting``).
+EXPECTING: dict[FieldType, str] = {
+    FieldType.TEXT: "text",
+    FieldType.INTEGER: "number",
+    FieldType.NUMBER: "number",
+    FieldType.BOOLEAN: "yes_no",
+    FieldType.EMAIL: "email",
+    FieldType.PHONE: "phone",
+    FieldType.DATE: "date",
+    FieldType.CHOICE: "choice",
+}
+# Types whose every supported value is one the parser finds: with none found,
+# the LLM could only invent one, so it is not asked.
+_PARSER_ONLY = (FieldType.INTEGER, FieldType.NUMBER, FieldType.DATE, FieldType.BOOLEAN)
+
+
+# How to write each type's value. No example values: a small model copies them.
 _TYPE_RULES: dict[FieldType, str] = {
-    FieldType.TEXT: 'a JSON string with just the answer, no filler ("my name is Ana" -> "Ana")',
-    FieldType.INTEGER: 'a JSON integer; write spoken numbers as digits ("twenty four" -> 24)',
-    FieldType.NUMBER: 'a JSON number ("three and a half" -> 3.5)',
+    FieldType.TEXT: "a JSON string with just the user's answer, without the words around it",
+    FieldType.INTEGER: "a JSON integer, spoken numbers written in digits",
+    FieldType.NUMBER: "a JSON number, spoken numbers written in digits",
     FieldType.BOOLEAN: "true for yes, false for no",
     FieldType.EMAIL: (
-        "a JSON string e-mail address; turn the spoken form into symbols, lowercase, no spaces "
-        '("juan at gmail dot com" -> "juan@gmail.com")'
+        "a JSON string e-mail address: the spoken names of symbols turned into the symbols, "
+        "lowercase, no spaces"
     ),
     FieldType.PHONE: (
-        "a JSON string of the digits, starting with + and the country code if one was said "
-        '("plus one four one five five five five zero one zero zero" -> "+14155550100")'
+        "a JSON string of the digits the user said, starting with + and the country code "
+        "if one was said"
     ),
-    FieldType.DATE: 'a JSON string YYYY-MM-DD ("March fourth two thousand one" -> "2001-03-04")',
+    FieldType.DATE: "a JSON string with the date as year-month-day in digits",
     FieldType.CHOICE: "exactly one of the allowed choices, spelled as listed",
 }
 
@@ -312,23 +344,43 @@ class FormPolicy:
             return self._say(ctx, self._prompt or field.question)
         if command == "back":
             return self._go_back(ctx)
+        answer = text
         if self._pending is not None:
-            verdict = yes_or_no(text)
+            words = spoken_language(self.language)
+            verdict = spoken_yes_no(text, words)
+            if verdict is None:
+                verdict = yes_or_no(text)
             if verdict is True:
                 value, heard = self._pending
                 return await self._accept(ctx, field, value, heard, text, "confirmed")
             self._pending = None
-            if verdict is False and len(_words(text)) <= 3:
-                return self._ask(ctx, field, "OK, let's try again.")
-            # Anything else is a new answer to the same question ("no, it's ...").
+            if verdict is False:
+                # "no, it's ..." is a new answer; a bare "no" asks again.
+                rest = strip_no(text, words)
+                if len(_words(rest)) < 2 and not parse_answer(field, rest, words):
+                    return self._ask(ctx, field, "OK, let's try again.")
+                answer = rest
+            # Anything else is a new answer to the same question.
         if command == "skip" and not field.required:
             return await self._skip(ctx, field, text, "skipped at the user's request")
-        return await self._extract(ctx, field, text)
+        return await self._extract(ctx, field, text, answer)
 
-    async def _extract(self, ctx: PolicyContext, field: Field, text: str) -> Reply:
+    async def _extract(self, ctx: PolicyContext, field: Field, text: str, answer: str) -> Reply:
+        """Read the value from ``answer`` (``text`` without a leading "no"): by the parser
+        when it is clear, else by the LLM, whose value must be one the caller said."""
+        words = spoken_language(self.language)
+        parsed = parse(field, answer, words)
+        if len(parsed.values) == 1:
+            return await self._answer(ctx, field, parsed.values[0], text, "valid")
+        if not parsed.values and field.type in _PARSER_ONLY:
+            if parsed.errors:
+                say = parsed.errors[0]
+                return await self._reject(ctx, field, text, None, say, say)
+            say = f"Sorry, I didn't get your {field.label}."
+            return await self._reject(ctx, field, text, None, say, "no value in the answer")
         try:
             extraction = await ctx.llm.complete_json(
-                self._extraction_messages(field, text), Extraction, usage=ctx.usage
+                self._extraction_messages(field, answer), Extraction, usage=ctx.usage
             )
         except ProviderError as exc:
             if not exc.recoverable:
@@ -347,7 +399,22 @@ class FormPolicy:
             value = validate_value(field, extraction.value)
         except InvalidAnswer as exc:
             return await self._reject(ctx, field, text, extraction.value, exc.reason, exc.reason)
-        if field.confirm:
+        if not supported(field, value, answer, words):
+            return await self._reject(
+                ctx,
+                field,
+                text,
+                value,
+                f"Sorry, I didn't get your {field.label}.",
+                "LLM value not in what was said",
+            )
+        return await self._answer(ctx, field, value, text, "valid (LLM)")
+
+    async def _answer(
+        self, ctx: PolicyContext, field: Field, value: Any, text: str, why: str
+    ) -> Reply:
+        """A valid value: read it back if the field confirms, else store it."""
+        if field.confirms:
             with anyio.CancelScope(shield=True):
                 await self.store.record(
                     self.session_id,
@@ -355,8 +422,9 @@ class FormPolicy:
                     Attempt(field.name, text, value, False, "awaiting confirmation"),
                 )
                 self._pending = (value, text)
-            return self._ask(ctx, field, f"I have {read_back(field, value)}. Is that right?", "")
-        return await self._accept(ctx, field, value, text, text, "valid")
+            said = read_back(field, value, self.language)
+            return self._ask(ctx, field, f"I have {said}. Is that right?", "")
+        return await self._accept(ctx, field, value, text, text, why)
 
     async def _accept(
         self, ctx: PolicyContext, field: Field, value: Any, heard: str, said: str, why: str
@@ -435,7 +503,7 @@ class FormPolicy:
         previous = self._answers.get(field.name)
         lead = "Sure, let's go back."
         if previous is not None and not previous.skipped:
-            lead += f" Your answer was {read_back(field, previous.value)}."
+            lead += f" Your answer was {read_back(field, previous.value, self.language)}."
         return self._ask(ctx, field, lead)
 
     async def _finish(self, ctx: PolicyContext, events: list[Event]) -> Reply:
@@ -518,7 +586,16 @@ class FormPolicy:
         return self._say(ctx, " ".join(p for p in (lead.strip(), asked) if p), events=events)
 
     def _say(self, ctx: PolicyContext, text: str, *, events: list[Event] | None = None) -> Reply:
-        return Reply(self._phrase(ctx, text), events=events or [])
+        """Say ``text`` while a field is open: the reply expects that field's kind of value.
+
+        A read-back expects the field's kind too, not a bare yes/no: the
+        answer may be a correction ("no, it's five five five ...").
+        """
+        return Reply(
+            self._phrase(ctx, text),
+            events=events or [],
+            expecting=EXPECTING[self.form.fields[self._current].type],
+        )
 
     def _phrase(self, ctx: PolicyContext, text: str) -> str | AsyncIterable[str]:
         """``text`` as is in the form's language, or phrased by the LLM in the session's."""
@@ -543,8 +620,6 @@ class FormPolicy:
         ]
         if field.hint:
             spec.append(f"Hint: {field.hint}")
-        if field.examples:
-            spec.append("Example answers: " + "; ".join(field.examples))
         if field.choices:
             spec.append("Allowed choices: " + "; ".join(field.choices))
         limits = [
