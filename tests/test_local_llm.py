@@ -8,10 +8,11 @@ import threading
 import time
 from contextlib import aclosing
 from pathlib import Path
+from typing import Annotated
 
 import anyio
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, StringConstraints
 
 from voicepipe.errors import ProviderError
 from voicepipe.providers.base import LLM, Message, Usage
@@ -65,6 +66,33 @@ async def test_complete_json_is_schema_valid() -> None:
     assert isinstance(city, City)
     assert city.city.strip()
     assert usage.completion_tokens
+
+
+class Rambling(BaseModel):
+    answer: Annotated[str, StringConstraints(max_length=40)]
+    reason: Annotated[str, StringConstraints(max_length=60)]
+
+
+RAMBLE = [
+    Message("system", "Reply with JSON only."),
+    Message("user", "Write the word 'hello' five hundred times in the answer and in the reason."),
+]
+
+
+async def test_complete_json_with_bounded_strings_is_never_cut_off() -> None:
+    # The grammar bounds each string, so the JSON closes well within the budget
+    # even when the prompt asks for endless text (the phone answer of issue 11).
+    usage = Usage()
+    reply = await LlamaCppLLM().complete_json(RAMBLE, Rambling, usage=usage)
+    assert len(reply.answer) <= 40
+    assert len(reply.reason) <= 60
+    assert 0 < (usage.completion_tokens or 0) < 1024
+
+
+async def test_complete_json_cut_off_is_a_recoverable_error_not_a_value() -> None:
+    with pytest.raises(ProviderError, match="cut off at json_max_tokens=8") as caught:
+        await LlamaCppLLM(json_max_tokens=8).complete_json(RAMBLE, Rambling)
+    assert caught.value.recoverable
 
 
 async def test_closing_the_stream_early_stops_generation() -> None:

@@ -82,6 +82,20 @@ async def test_sample_transcript_within_25_percent_wer(name: str) -> None:
     assert finals == turns
 
 
+async def test_a_session_hears_the_same_whatever_ran_before_it() -> None:
+    # Pooled decoders are reused: each session starts from the same cepstral
+    # mean, not the last speaker's (homework.wav was "my own work" only when
+    # it was the first decode in the process).
+    homework, fmt = read_wav(SAMPLES_DIR / "homework.wav")
+    other, _ = read_wav(SAMPLES_DIR / "book_a_table.wav")
+    stt = PocketSphinxSTT()
+    heard = []
+    for pcm in (homework, other, other, homework, homework):
+        events = await transcribe(stt, pcm, fmt)
+        heard.append([e.content for e in events if isinstance(e, UserTurn)])
+    assert heard[0] == heard[3] == heard[4] == ["can you help me with my homework"]
+
+
 @pytest.mark.parametrize("target", [AudioFormat(44100, 1), AudioFormat(48000, 2)])
 async def test_other_input_formats_are_resampled(target: AudioFormat) -> None:
     pcm, fmt = read_wav(SAMPLES_DIR / "capital_of_france.wav")

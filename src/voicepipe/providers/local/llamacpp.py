@@ -50,7 +50,7 @@ _SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _SERVERS: dict[tuple[Any, ...], Any] = {}  # (path, settings) -> xllamacpp.Server
 _SERVERS_LOCK = threading.Lock()
 
-_Item = tuple[Literal["delta", "usage", "error", "call"], Any]
+_Item = tuple[Literal["delta", "finish", "usage", "error", "call"], Any]
 
 
 def smollm2_path() -> Path | None:
@@ -124,7 +124,9 @@ class LlamaCppLLM:
     steady ~78 tokens/s where 2 gave 54-108 and loaded 5x slower).
     ``verbose=True`` lets llama.cpp log on stderr. ``tool_calls`` says
     whether the model can call tools (None: yes unless it is SmolLM2-135M,
-    which cannot; see :meth:`check_tools`).
+    which cannot; see :meth:`check_tools`). ``json_max_tokens`` is the
+    budget of a :meth:`complete_json` reply: give the schema's strings a
+    ``max_length`` so the grammar closes the JSON well within it.
     """
 
     def __init__(
@@ -132,6 +134,7 @@ class LlamaCppLLM:
         model_path: str | Path | None = None,
         *,
         max_tokens: int = 256,
+        json_max_tokens: int = 1024,
         temperature: float = 0.7,
         seed: int | None = None,
         n_ctx: int = 4096,
@@ -152,6 +155,7 @@ class LlamaCppLLM:
             raise ProviderError("llm", f"GGUF model not found: {path}", recoverable=False)
         self.model_path = path
         self.max_tokens = max_tokens
+        self.json_max_tokens = json_max_tokens
         self.temperature = temperature
         self.seed = seed
         self.stop_timeout = stop_timeout
@@ -243,11 +247,27 @@ class LlamaCppLLM:
     async def complete_json(
         self, messages: Sequence[Message], schema: type[M], *, usage: Usage | None = None
     ) -> M:
-        # The schema becomes a grammar: the engine can only sample tokens that
-        # keep the reply valid JSON of this shape (LLGuidance in xllamacpp).
-        request = self._request(messages, json_schema=schema.model_json_schema(), temperature=0.0)
-        async with aclosing(self._generate(request, usage)) as deltas:
+        # The schema becomes a grammar (llama.cpp's JSON-schema converter): the
+        # engine can only sample tokens that keep the reply JSON of this shape,
+        # with strings no longer than their maxLength. The grammar cannot make
+        # the model *finish*: a reply cut off by the token budget is not JSON,
+        # hence a budget far above what a bounded schema needs, and a
+        # recoverable error (the caller asks again) if it still happens.
+        request = self._request(
+            messages,
+            json_schema=schema.model_json_schema(),
+            temperature=0.0,
+            max_tokens=self.json_max_tokens,
+        )
+        finish: list[str] = []
+        async with aclosing(self._generate(request, usage, finish=finish)) as deltas:
             text = "".join([delta async for delta in deltas])
+        if finish and finish[-1] == "length":
+            raise ProviderError(
+                "llm",
+                f"reply cut off at json_max_tokens={self.json_max_tokens} before its JSON was "
+                f"complete: bound the schema's strings (max_length) or raise json_max_tokens",
+            )
         try:
             return schema.model_validate_json(text)
         except ValidationError as exc:
@@ -258,7 +278,11 @@ class LlamaCppLLM:
             ) from exc
 
     async def _generate(
-        self, request: dict[str, Any], usage: Usage | None, calls: CallAssembler | None = None
+        self,
+        request: dict[str, Any],
+        usage: Usage | None,
+        calls: CallAssembler | None = None,
+        finish: list[str] | None = None,
     ) -> AsyncGenerator[str, None]:
         server = await self._server()
         # The engine thread only ever puts items on a thread-safe queue: it
@@ -308,6 +332,9 @@ class LlamaCppLLM:
                 elif kind == "call":
                     if calls is not None:
                         calls.add(*value)
+                elif kind == "finish":
+                    if finish is not None:
+                        finish.append(value)
                 elif kind == "usage":
                     if usage is not None:
                         usage.prompt_tokens = value.get("prompt_tokens")
@@ -347,6 +374,8 @@ def _parse_chunk(chunk: Any) -> list[_Item]:
             function = piece.get("function") or {}
             call = (piece.get("index", 0), piece.get("id"), function.get("name"))
             items.append(("call", (*call, function.get("arguments"))))
+        if choice.get("finish_reason"):
+            items.append(("finish", choice["finish_reason"]))
     if chunk.get("usage"):
         items.append(("usage", chunk["usage"]))
     return items
