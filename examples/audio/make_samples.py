@@ -33,6 +33,17 @@ SAMPLES: dict[str, list[str]] = {
     "book_a_table.wav": ["i would like to book a table for two"],
     "homework.wav": ["can you help me with my homework"],
     "two_turns.wav": ["what is the capital of france", "thank you goodbye"],
+    # The answers to examples/forms/intake.yaml: age, e-mail (read back: yes), phone
+    # (read back: yes). `voicepipe form run examples/forms/intake.yaml
+    # examples/audio/intake_answers.wav --db forms.db` stores 52, john@gmail.com
+    # and +14155552681.
+    "intake_answers.wav": [
+        "i am fifty two years old",
+        "john at gmail dot com",
+        "yes",
+        "four one five five five five two six eight one",
+        "yes",
+    ],
 }
 
 

@@ -24,7 +24,9 @@ class Language:
     one word"). ``repeat`` maps "double"/"triple" to how many times the next
     digit is said. ``zero_words`` are said for the digit 0 inside numbers
     ("oh"). ``months`` are the twelve month names, each with its spoken
-    variants. ``day_first`` says how "3/4/1990" is read.
+    variants. ``day_first`` says how "3/4/1990" is read. ``digit_homophones``
+    are words a recogniser writes for a digit it heard ("to" for "two"), read
+    as that digit only next to other digits of a phone number.
     """
 
     code: str
@@ -40,6 +42,7 @@ class Language:
     zero_words: frozenset[str]
     months: tuple[tuple[str, ...], ...]
     day_first: bool
+    digit_homophones: dict[str, str]
 
 
 EN = Language(
@@ -156,6 +159,7 @@ EN = Language(
         ("december", "dec"),
     ),
     day_first=False,
+    digit_homophones={"to": "2", "too": "2", "for": "4", "fore": "4", "won": "1", "ate": "8"},
 )
 
 ES = Language(
@@ -238,6 +242,7 @@ ES = Language(
         ("diciembre",),
     ),
     day_first=True,
+    digit_homophones={},
 )
 
 LANGUAGES: dict[str, Language] = {lang.code: lang for lang in (EN, ES)}

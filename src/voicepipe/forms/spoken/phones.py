@@ -31,7 +31,10 @@ def phone_digits(text: str, lang: Language) -> tuple[bool, str]:
             continue
         after = tokens[index + 1] if index + 1 < len(tokens) else ""
         before = tokens[index - 1] if index else ""
-        if token in lang.repeat and (after.isdigit() or after in lang.zero_words):
+        if token in lang.digit_homophones and after.isdigit() and (before.isdigit() or not digits):
+            # "five to six", "for one five": the recogniser's spelling of a digit it heard.
+            digits.append(lang.digit_homophones[token])
+        elif token in lang.repeat and (after.isdigit() or after in lang.zero_words):
             # "double five" -> 55: the digit itself follows as the next token.
             digits.append((after[0] if after.isdigit() else "0") * (lang.repeat[token] - 1))
         elif token in lang.zero_words and (
