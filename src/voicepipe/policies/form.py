@@ -273,6 +273,11 @@ class FormPolicy:
         return None if self._done else self.form.fields[self._current]
 
     @property
+    def confirming(self) -> tuple[Any] | None:
+        """``(value,)`` while a read-back of ``value`` waits for a yes, else None."""
+        return None if self._pending is None else (self._pending[0],)
+
+    @property
     def done(self) -> bool:
         """True once the session ended (complete, gave up, busy)."""
         return self._done
