@@ -43,6 +43,9 @@ lint: $(VENV)/.dev-installed
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy
 
+# In random order (pytest-randomly, in the dev extra): every test passes alone and
+# in any order. Each run prints its seed: `pytest -p randomly --randomly-seed=N`
+# replays an order, `pytest -p no:randomly` turns shuffling off.
 pytest: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest
 

@@ -210,15 +210,19 @@ class FormPolicy:
 
     ``start`` greets and asks the first unanswered question (a new
     ``FormPolicy`` with the same ``session_id`` resumes where the last one
-    stopped). Each user turn is judged by the LLM and validated; a rejected
-    answer is asked again with the reason, up to ``max_attempts`` times, after
-    which an optional field is skipped and a required one ends the session
-    politely (``finish_reason="form_incomplete"``), resumable later. Fields
-    with ``confirm`` are read back and stored only after a yes.
+    stopped). Each answer is read from the words (or, when they are not
+    clear, by the LLM, whose value must be one the caller said) and
+    validated; a rejected answer is asked again with the reason, up to
+    ``max_attempts`` times, after which an optional field is skipped and a
+    required one ends the session politely
+    (``finish_reason="form_incomplete"``), resumable later. Fields that
+    confirm (e-mail and phone by default, or ``confirm`` in the form) are
+    read back and stored only after a yes; "no, it's ..." is a new answer.
 
-    ``language`` is the language to speak; when it differs from the form's,
-    the LLM phrases every line. ``persona`` (e.g. "You are Ana, the clinic's
-    receptionist.") is put at the top of every LLM prompt.
+    ``language`` is the language to speak and the one spoken values are read
+    in; when it differs from the form's, the LLM phrases every line.
+    ``persona`` (e.g. "You are Ana, the clinic's receptionist.") is put at
+    the top of every LLM prompt.
 
     The session is claimed in the store at ``start`` (see the concurrency rule
     in :mod:`voicepipe.forms.store`): if another connection holds it, the
