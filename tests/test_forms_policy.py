@@ -248,6 +248,22 @@ async def test_numbers_said_are_stored_without_the_llm(
     assert s.script.extraction_calls == []
 
 
+async def test_a_number_among_unusual_words_is_read_back_not_stored_silently(
+    store: FormStore,
+) -> None:
+    # "i'm sixty want": PocketSphinx's hearing of "i'm sixty one".
+    s = Session(store)
+    await s.start()
+    reply = await s.turn("i'm sixty want")
+    assert await said(reply) == "I have 60. Is that right?"
+    assert reply.expecting == "number"
+    assert (await stored(store)).answers == {}
+    reply = await s.turn("no, sixty one")
+    assert await said(reply) == "What is your e-mail address?"  # a clear correction is stored
+    assert reply.events == [FormProgress(field="age", value=61, answered=1, total=3)]
+    assert s.script.extraction_calls == []
+
+
 async def test_no_number_said_is_re_asked_without_the_llm(store: FormStore) -> None:
     # Whatever the LLM made of it would be a number nobody said: it is not asked.
     s = Session(store, max_attempts=4)
@@ -265,6 +281,8 @@ async def test_two_numbers_said_the_llm_picks_one_of_them(store: FormStore) -> N
     reply = await s.turn("I'm 34 and my son is 5", ok(24))  # invented: re-asked
     assert await said(reply) == "Sorry, I didn't get your age. How old are you?"
     reply = await s.turn("I'm 34 and my son is 5", ok(34))
+    assert await said(reply) == "I have 34. Is that right?"  # an LLM's value is read back
+    reply = await s.turn("yes")
     assert reply.events == [FormProgress(field="age", value=34, answered=1, total=3)]
     assert len(s.script.extraction_calls) == 2
 
@@ -564,6 +582,8 @@ async def test_malformed_llm_output_is_re_asked_never_a_crash(store: FormStore) 
     assert len(attempts) == 5
     assert (await stored(store)).answers == {}
     reply = await s.turn(unclear, ok(24))
+    assert await said(reply) == "I have 24. Is that right?"
+    reply = await s.turn("yes")
     assert reply.events
     # A provider that is down for good is not the user's fault: it propagates.
     with pytest.raises(ProviderError):
@@ -624,6 +644,7 @@ async def test_barge_in_during_the_llm_call_changes_nothing(store: FormStore) ->
     assert await store.attempts("s1") == []
     assert s.policy.current_field == INTAKE.fields[0]
     reply = await s.turn(unclear, ok(24))  # the next turn carries on normally
+    reply = await s.turn("yes")  # (the LLM's pick is read back)
     assert reply.events == [FormProgress(field="age", value=24, answered=1, total=3)]
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from voicepipe.forms import Field, FieldType
-from voicepipe.forms.spoken import LANGUAGES, language, parse, parse_answer, supported
+from voicepipe.forms.spoken import LANGUAGES, language, parse, parse_answer, supported, unclear
 from voicepipe.forms.spoken.yes_no import strip_no, yes_no
 
 AGE = Field(name="age", question="Age?", type=FieldType.INTEGER, min=0, max=130)
@@ -189,3 +189,21 @@ def test_import_voicepipe_loads_no_parser_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("field", "said", "lang", "left"),
+    [
+        (AGE, "i'm sixty want", "en", ["want"]),  # the recogniser's "one"
+        (AGE, "i am thirty four years old", "en", []),
+        (AGE, "tengo cincuenta y dos años", "es", []),
+        (BORN, "i was born on the third of march nineteen ninety", "en", []),
+        (BORN, "nací el 3 de marzo de 1990", "es", []),
+        (BORN, "march third nineteen ninety sex", "en", ["sex"]),
+        (EMAIL, "anything at all dot com", "en", []),  # read back anyway
+    ],
+)
+def test_words_that_make_a_number_unclear(
+    field: Field, said: str, lang: str, left: list[str]
+) -> None:
+    assert unclear(field, said, lang) == left

@@ -198,10 +198,11 @@ async def main() -> None:
                 if item["lang"] != "en":
                     continue
                 speeds = [SPEEDS[index % 3], SPEEDS[(index + 1) % 3]]
-                heard = [await transcribe(stt, audio_path(index, s)) for s in speeds]
-                outcome, _, _ = await answer(store, llm, item, heard[:1], f"a{index}")
+                heard = [await transcribe(stt, audio_path(index, speeds[0]))]
+                outcome, _, _ = await answer(store, llm, item, heard, f"a{index}")
                 first.append((item, outcome))
                 if outcome not in ("correct", "silently wrong"):
+                    heard.append(await transcribe(stt, audio_path(index, speeds[1])))
                     outcome, _, _ = await answer(store, llm, item, heard, f"r{index}")
                 retried.append((item, outcome))
                 if args.show and outcome != "correct":

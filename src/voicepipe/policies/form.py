@@ -40,7 +40,7 @@ from voicepipe.errors import PolicyError, ProviderError
 from voicepipe.events import ErrorEvent, Event, FormComplete, FormProgress
 from voicepipe.forms.schema import Field, FieldType, Form
 from voicepipe.forms.spoken import language as spoken_language
-from voicepipe.forms.spoken import parse, parse_answer, supported
+from voicepipe.forms.spoken import parse, parse_answer, supported, unclear
 from voicepipe.forms.spoken.yes_no import strip_no
 from voicepipe.forms.spoken.yes_no import yes_no as spoken_yes_no
 from voicepipe.forms.store import (
@@ -380,7 +380,10 @@ class FormPolicy:
         words = spoken_language(self.language)
         parsed = parse(field, answer, words)
         if len(parsed.values) == 1:
-            return await self._answer(ctx, field, parsed.values[0], text, "valid")
+            # Words around the number that are not the usual ones ("i'm sixty
+            # want") hint at a misheard value: read it back instead of storing it.
+            check = bool(unclear(field, answer, words))
+            return await self._answer(ctx, field, parsed.values[0], text, "valid", check=check)
         if not parsed.values and field.type in _PARSER_ONLY:
             if parsed.errors:
                 say = parsed.errors[0]
@@ -417,13 +420,16 @@ class FormPolicy:
                 f"Sorry, I didn't get your {field.label}.",
                 "LLM value not in what was said",
             )
-        return await self._answer(ctx, field, value, text, "valid (LLM)")
+        # The LLM picked among what was said, or assembled it: the caller checks
+        # its pick (free text is checked against the words, not read back).
+        check = field.type is not FieldType.TEXT
+        return await self._answer(ctx, field, value, text, "valid (LLM)", check=check)
 
     async def _answer(
-        self, ctx: PolicyContext, field: Field, value: Any, text: str, why: str
+        self, ctx: PolicyContext, field: Field, value: Any, text: str, why: str, check: bool = False
     ) -> Reply:
-        """A valid value: read it back if the field confirms, else store it."""
-        if field.confirms:
+        """A valid value: read it back if the field confirms (or ``check``), else store it."""
+        if field.confirms or check:
             with anyio.CancelScope(shield=True):
                 await self.store.record(
                     self.session_id,

@@ -30,6 +30,7 @@ __all__ = [
     "parse",
     "parse_answer",
     "supported",
+    "unclear",
 ]
 
 
@@ -98,6 +99,35 @@ def parse_answer(field: Field, text: str, lang: str | Language = "en") -> list[A
     (ask again, or let an LLM choose among what was said).
     """
     return parse(field, text, lang).values
+
+
+_CLEAR_TYPES = (FieldType.INTEGER, FieldType.NUMBER, FieldType.DATE)
+
+
+def unclear(field: Field, text: str, lang: str | Language = "en") -> list[str]:
+    """The words of ``text`` that are neither the value nor the words around one.
+
+    For number and date fields: "i'm sixty want" leaves ["want"], a hint that
+    the recogniser misheard part of the number, so the value should be read
+    back rather than stored silently. Empty for other types.
+    """
+    if field.type not in _CLEAR_TYPES:
+        return []
+    import re
+
+    from voicepipe.forms.spoken._text import digits_text
+
+    words = language(lang) if isinstance(lang, str) else lang
+    months = {name for names in words.months for name in names}
+    said = re.findall(r"[^\W_]+(?:'[^\W_]+)?", digits_text(text, words.code))
+    return [
+        w
+        for w in said
+        if not w[0].isdigit()
+        and w not in words.context
+        and w not in months
+        and w not in words.zero_words
+    ]
 
 
 def supported(field: Field, value: Any, text: str, lang: str | Language = "en") -> bool:

@@ -26,7 +26,10 @@ class Language:
     ("oh"). ``months`` are the twelve month names, each with its spoken
     variants. ``day_first`` says how "3/4/1990" is read. ``digit_homophones``
     are words a recogniser writes for a digit it heard ("to" for "two"), read
-    as that digit only next to other digits of a phone number.
+    as that digit only next to other digits of a phone number. ``context``
+    are the words that may surround a number or a date without making the
+    answer unclear ("i'm ... years old", "the ... of ..."); any other word
+    next to a number is a reason to read the value back before storing it.
     """
 
     code: str
@@ -43,6 +46,7 @@ class Language:
     months: tuple[tuple[str, ...], ...]
     day_first: bool
     digit_homophones: dict[str, str]
+    context: frozenset[str] = frozenset()
 
 
 EN = Language(
@@ -160,6 +164,43 @@ EN = Language(
     ),
     day_first=False,
     digit_homophones={"to": "2", "too": "2", "for": "4", "fore": "4", "won": "1", "ate": "8"},
+    context=frozenset(
+        [
+            "i",
+            "i'm",
+            "im",
+            "am",
+            "am",
+            "years",
+            "year",
+            "old",
+            "age",
+            "my",
+            "is",
+            "it's",
+            "its",
+            "it",
+            "was",
+            "born",
+            "on",
+            "the",
+            "of",
+            "in",
+            "um",
+            "uh",
+            "er",
+            "ah",
+            "oh",
+            "well",
+            "so",
+            "and",
+            "just",
+            "about",
+            "turned",
+            "i'll",
+            "be",
+        ]
+    ),
 )
 
 ES = Language(
@@ -243,6 +284,32 @@ ES = Language(
     ),
     day_first=True,
     digit_homophones={},
+    context=frozenset(
+        [
+            "tengo",
+            "años",
+            "año",
+            "soy",
+            "mi",
+            "edad",
+            "es",
+            "de",
+            "del",
+            "el",
+            "la",
+            "en",
+            "nací",
+            "naci",
+            "y",
+            "um",
+            "eh",
+            "pues",
+            "bueno",
+            "ya",
+            "cumplí",
+            "cumpli",
+        ]
+    ),
 )
 
 LANGUAGES: dict[str, Language] = {lang.code: lang for lang in (EN, ES)}
