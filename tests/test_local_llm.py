@@ -113,7 +113,8 @@ async def test_closing_the_stream_early_stops_generation() -> None:
 
 
 async def test_cancelling_the_consumer_stops_generation() -> None:
-    llm = LlamaCppLLM(max_tokens=1000)
+    # stop_timeout: on busy cores the engine may take seconds to reach its next token.
+    llm = LlamaCppLLM(max_tokens=1000, stop_timeout=30)
     story = [Message("user", "Tell me a very long story about a dragon.")]
     with anyio.move_on_after(0.3):
         async for _ in llm.stream(story):

@@ -15,7 +15,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from tests.support import silence, tone
-from tests.test_forms_policy import Script, ok
+from tests.test_forms_policy import Script
 from tests.test_transport_websocket import Backend, TestClient
 from tests.test_transport_websocket import backend as backend  # the fixture: both anyio backends
 from voicepipe.audio import AudioFormat, chunk_pcm, resample
@@ -168,7 +168,7 @@ def test_a_call_with_barge_in_keeps_only_what_was_played(backend: Backend) -> No
 
 
 def test_dtmf_digits_fill_a_number_field(backend: Backend, tmp_path: Path) -> None:
-    script = Script(ok(42))
+    script = Script()
     llm = FakeLLM(script)
     store = SQLiteFormStore(tmp_path / "forms.db")
     policy = FormPolicy(INTAKE, store=store, session_id="call-1")
@@ -183,5 +183,5 @@ def test_dtmf_digits_fill_a_number_field(backend: Backend, tmp_path: Path) -> No
         caller.receive_until("mark")
         caller.played()
         assert caller.hang_up() == 1000
-    assert script.extraction_calls[0][-1].content.endswith("42")
+    assert script.extraction_calls == []  # "42" needs no LLM: the form reads it
     assert policy.answers == {"age": 42}
