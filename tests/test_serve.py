@@ -275,7 +275,7 @@ async def test_a_form_session_moves_between_server_processes_on_postgres(
         # The caller comes back on the other process: the session goes on where it was.
         async with loopback(two.address, path) as ws:
             opening = await recv_event(ws, "assistant", second)
-            for text in ["ana@example.com", "yes", "415 555 0100"]:
+            for text in ["ana@example.com", "yes", "415 555 0100", "yes"]:  # both read back
                 await say(ws, text)
             await adrain(ws, second)
     await _drop_schema(schema)
