@@ -56,6 +56,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from voicepipe.errors import Stage
 from voicepipe.events import ErrorEvent, Event, Finish, Session
 from voicepipe.pipeline import Pipeline
+from voicepipe.streams import put
 from voicepipe.transports.dialect import Dialect
 from voicepipe.transports.dialects.voicepipe import VoicepipeDialect
 
@@ -416,7 +417,4 @@ class _Link:
 async def _put(stream: MemoryObjectSendStream[T], item: T) -> None:
     """Hand input to the pipeline; drop it once the pipeline stopped listening (session ending)."""
     with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-        try:
-            stream.send_nowait(item)  # the common case: no trip through the event loop
-        except anyio.WouldBlock:
-            await stream.send(item)  # the pipeline is behind: wait (and stop reading)
+        await put(stream, item)  # waits (and so stops reading) only when the pipeline is behind
