@@ -177,9 +177,21 @@ def test_every_tool_call_gets_exactly_one_result(events: list[Event]) -> None:
 
 def test_words_heard_before_a_tool_call_are_a_piece_of_the_reply() -> None:
     llm = FakeLLM()
-    llm.calls.append(LLMCall([Message("user", "weather?"), Message("assistant", "Let me look.")]))
+    earlier = [Message("user", "weather?"), Message("assistant", "Let me look.")]
+    llm.calls.append(LLMCall([*earlier, Message("user", "thanks")]))
     reply = AssistantReply(content="Let me look. Sunny.")
     events = [START, *said("Let me look.", " Sunny."), reply, Finish(reason="x")]
+    assert check_session(events, llm=llm) == []
+    llm.calls.append(LLMCall([*earlier[:1], Message("assistant", "Unheard."), earlier[0]]))
+    assert rules_broken(events, llm=llm) == {"history-holds-what-was-heard"}
+
+
+def test_the_reply_in_progress_is_the_models_own_work() -> None:
+    # A round of tool calls in the reply being made: its text may not be spoken yet
+    # (or the TTS failed on it); the next round's request still carries it.
+    llm = FakeLLM()
+    llm.calls.append(LLMCall([Message("user", "weather?"), Message("assistant", "Not yet.")]))
+    events = [START, *said("Sunny."), AssistantReply(content="Sunny."), Finish(reason="x")]
     assert check_session(events, llm=llm) == []
 
 

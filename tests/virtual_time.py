@@ -4,18 +4,26 @@ trio has it built in (``MockClock(autojump_threshold=0)``). For asyncio,
 :class:`VirtualTimeLoop` is a selector loop whose clock jumps to the next
 timer whenever nothing is ready to run, so ``anyio.sleep(30)`` returns at
 once with ``anyio.current_time()`` 30 s later.
+
+Work in a worker thread (a SQLite store) takes real time the virtual clock
+cannot see: while it runs, the clock must not jump past the timeouts that
+guard it. Wrap such calls in :func:`real_work`; the clock then waits for the
+thread instead of jumping.
 """
 
 from __future__ import annotations
 
 import asyncio
 import selectors
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import anyio
 
 T = TypeVar("T")
+
+_busy = 0  # real work (worker threads) in progress: the clock must not jump
 
 
 class _JumpingSelector(selectors.DefaultSelector):
@@ -31,6 +39,8 @@ class _JumpingSelector(selectors.DefaultSelector):
             if not ready and timeout is None:  # only threads can wake us: really wait
                 return super().select(None)
             return ready
+        if _busy:  # a worker thread will wake the loop when it is done: really wait
+            return super().select(None)
         self.loop.now += timeout
         return []
 
@@ -46,6 +56,38 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return self.now
+
+
+@asynccontextmanager
+async def real_work() -> AsyncIterator[None]:
+    """Hold the virtual clock still while the block waits on real work (a thread).
+
+    Inside it, the loop waits for the thread to report instead of jumping to
+    the next timer (asyncio: :class:`VirtualTimeLoop`; trio: the MockClock's
+    autojump is switched off meanwhile). Outside virtual time it does nothing.
+    """
+    global _busy
+    clock = _mock_clock()
+    _busy += 1
+    if clock is not None:
+        clock.autojump_threshold = float("inf")
+    try:
+        yield
+    finally:
+        _busy -= 1
+        if clock is not None and not _busy:
+            clock.autojump_threshold = 0
+
+
+def _mock_clock() -> Any:
+    try:
+        import trio
+        import trio.testing
+
+        clock = trio.lowlevel.current_clock()
+    except (ImportError, RuntimeError):  # not on trio
+        return None
+    return clock if isinstance(clock, trio.testing.MockClock) else None
 
 
 def run(fn: Callable[[], Awaitable[T]], backend: str, *, virtual: bool = True) -> T:

@@ -354,7 +354,10 @@ def _history(record: SessionRecord) -> Iterator[Violation]:
         return
     said = [e.content for e in record.events if isinstance(e, AssistantReply)]
     for number, messages in enumerate(calls):
-        for message in messages:
+        # Messages after the last user message are the reply in progress: its own rounds
+        # of tool calls, the model's work in progress, not yet heard or not.
+        users = [i for i, m in enumerate(messages) if m.role == "user"]
+        for message in messages[: users[-1] if users else len(messages)]:
             # An assistant message without text is a tool call (the tools' rule judges it);
             # with tools, the words heard before a call are a piece of a heard reply.
             text = message.content.strip() if message.role == "assistant" else ""
@@ -387,6 +390,37 @@ def _tools(record: SessionRecord) -> Iterator[Violation]:
         for call_id, index in calls.items():
             if call_id not in answered:
                 yield Violation(name, f"tool call {call_id!r} never got its result", (index,))
+
+
+@rule("tool-result-is-followed")
+def _after_tools(record: SessionRecord) -> Iterator[Violation]:
+    """A tool call never leaves the caller in silence: after a turn's last
+    ``tool_result`` comes reply text, an ``interrupted`` or an ``error``, or the session
+    ends (``finish`` next, with its reason)."""
+    name = "tool-result-is-followed"
+    events = record.events
+    pending: int | None = None  # the turn's last tool_result, not followed by anything yet
+    cut = False  # the turn's reply was interrupted (its tools may finish after that)
+    for index, event in enumerate(events):
+        if isinstance(event, ToolResultEvent):
+            pending = index
+        elif isinstance(event, (AssistantDelta, ErrorEvent, ToolCallEvent)):
+            pending = None
+        elif isinstance(event, Interrupted):
+            cut, pending = True, None
+        elif isinstance(event, Metrics):
+            if pending is not None and not cut:
+                following = next((e for e in events[index + 1 :] if isinstance(e, _REPLY)), None)
+                if not (
+                    isinstance(following, Finish) or (following is None and not record.complete)
+                ):
+                    yield Violation(
+                        name, "the reply said nothing after its tool calls", (pending, index)
+                    )
+            pending, cut = None, False
+
+
+_REPLY = (AssistantDelta, AudioChunk, AssistantReply, Metrics, Finish, ToolCallEvent)
 
 
 @rule("providers-closed")

@@ -110,6 +110,7 @@ class ConversationPolicy:
         self.history: list[Message] = []
         self._said_before = 0  # characters of this reply said before its last model round
         self._rounds: list[tuple[int, int, int]] = []  # tool-call message: history index, text span
+        self._call_ids: set[str] = set()  # every tool call id of the session
 
     @property
     def tool_specs(self) -> list[ToolSpec]:
@@ -191,8 +192,12 @@ class ConversationPolicy:
                     said += item
                     yield item
             _add_usage(ctx.usage, usage)
-            calls = _unique(calls)
+            calls = _unique(calls, self._call_ids)
             if not calls:
+                if round_number and not text.strip():
+                    # The model said nothing with the results: never leave the caller
+                    # in silence after a tool call.
+                    yield (" " if said else "") + self.give_up
                 return
             if round_number == self.max_tool_rounds:
                 # Past the bound: these calls are neither run nor kept in history.
@@ -313,16 +318,25 @@ def _window(history: list[Message], size: int) -> list[Message]:
     return history[start:]
 
 
-def _unique(calls: list[ToolCall]) -> list[ToolCall]:
-    """Each call once: ids filled in where the model gave none, repeated ids dropped."""
+def _unique(calls: list[ToolCall], used: set[str]) -> list[ToolCall]:
+    """Each call once: ids filled in where the model gave none, an id repeated within
+    the round dropped, and an id already ``used`` in the session (a model that numbers
+    its calls from 0 each round) renamed, so every call's id is its own."""
     seen: set[str] = set()
     out: list[ToolCall] = []
     for call in calls:
         if not call.id:
-            call = ToolCall(call.name, call.arguments, id=f"call_{len(seen)}_{time.time_ns()}")
-        if call.id not in seen:
-            seen.add(call.id)
-            out.append(call)
+            call = replace(call, id=f"call_{len(used)}_{time.time_ns()}")
+        if call.id in seen:
+            continue
+        seen.add(call.id)
+        if call.id in used:
+            number = len(used)
+            while f"{call.id}_{number}" in used:
+                number += 1
+            call = replace(call, id=f"{call.id}_{number}")
+        used.add(call.id)
+        out.append(call)
     return out
 
 

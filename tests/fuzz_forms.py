@@ -1,0 +1,401 @@
+"""Random form-filling sessions for the contract fuzzer: FormPolicy on a SQLite store.
+
+A :class:`FormTimeline` is a caller filling in a small form by voice: the
+answers the (fake) STT hears, burst by burst (good answers, garbage, commands,
+corrections, yes and no to read-backs), when the caller speaks (after the
+question, over it, regardless of it), what the LLM says when it is asked to
+extract a value (an honest "not an answer", a value nobody said, broken
+JSON), and how the session ends (the form done, the caller hanging up,
+leaving at an event, cancelling). :func:`run_form_timeline` runs it through
+a real Pipeline with a :class:`~voicepipe.policies.form.FormPolicy` on an
+SQLite file, then opens the session again in a second call, and checks:
+
+* the session contract (``voicepipe.testing``), rule 10 and no task left;
+* rule 11: every ``form_progress`` is emitted after its answer's commit (the
+  store's writes and the consumer's events are logged in one order), and
+  every committed answer of a session read to the end was announced;
+* no stored value differs from what the caller said (each utterance maps to
+  the values it may mean, per field);
+* the second call continues where the first left off: its claim is not
+  refused, it welcomes back a caller with answers, and asks the first
+  unanswered field (or says the form is complete).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hypothesis import strategies as st
+
+from tests import virtual_time
+from tests.fuzz_sessions import (
+    CHUNK_MS,
+    Caller,
+    Outcome,
+    barge_in_of,
+    microphone,
+    run_checked,
+)
+from tests.support import FORMAT
+from voicepipe import AssistantDelta, Event, Finish, FormProgress, Pipeline
+from voicepipe.forms import Field, FieldType, Form, SQLiteFormStore
+from voicepipe.forms.store import Answer, Attempt, SessionRecord
+from voicepipe.policies.form import FormPolicy
+from voicepipe.providers.fake import FakeLLM, FakeSTT, FakeTTS
+from voicepipe.testing import Violation, check_session
+
+FORM = Form(
+    name="fuzz",
+    title="fuzz form",
+    fields=(
+        Field(name="age", question="How old are you?", type=FieldType.INTEGER, min=0, max=130),
+        Field(name="email", question="What is your e-mail address?", type=FieldType.EMAIL),
+        Field(
+            name="phone",
+            question="What is your phone number?",
+            type=FieldType.PHONE,
+            region="US",
+            confirm=False,
+        ),
+        Field(
+            name="news",
+            question="Do you want the newsletter?",
+            type=FieldType.BOOLEAN,
+            required=False,
+        ),
+    ),
+)
+SESSION = "call-1"
+
+# What each utterance may mean, per field: a stored value must be one of these for
+# something the caller said.
+UTTERANCES: dict[str, dict[str, Any]] = {
+    "fifty two": {"age": 52},
+    "i am forty one years old": {"age": 41},
+    "42": {"age": 42},
+    "two hundred": {},
+    "john at gmail dot com": {"email": "john@gmail.com"},
+    "my email is ana dot perez at yahoo dot com": {"email": "ana.perez@yahoo.com"},
+    "four one five five five five two six eight one": {"phone": "+14155552681"},
+    "yes": {"news": True},
+    "okay": {"news": True},
+    "no": {"news": False},
+    "no it's thirty": {"age": 30, "news": False},
+    "no it is bob at gmail dot com": {"email": "bob@gmail.com", "news": False},
+    "banana": {},
+    "the weather is nice": {},
+    "um": {},
+    "": {},  # a cough
+    "repeat that": {},
+    "go back": {},
+    "skip": {},
+    "uh-huh": {"news": True},
+}
+GOOD_PATH = (
+    "fifty two",
+    "john at gmail dot com",
+    "yes",
+    "four one five five five five two six eight one",
+    "no",
+)
+EXTRACTIONS = (
+    '{"is_answer": false, "reason": "That is not an answer."}',
+    '{"is_answer": true, "value": 77}',  # a number nobody said
+    '{"is_answer": true, "value": "evil@example.com"}',  # an address nobody said
+    '{"is_answer": true, "value": "+14155550000"}',
+    '{"is_answer": true, "value": true}',
+    "not json at all",
+)
+
+
+@dataclass(frozen=True)
+class FormTimeline:
+    """One generated form call and its second call (see the module docstring)."""
+
+    audio: tuple[tuple[str, int], ...]  # ("after" | "over" | "speech" | "silence" | "noise", ms)
+    turns: tuple[str, ...] = GOOD_PATH  # what the STT hears, burst by burst
+    hang_up: bool = True
+    extractions: tuple[str, ...] = EXTRACTIONS[:1]  # the LLM's complete_json replies, cyclic
+    llm_ttft: float = 0.0
+    stt_silence_ms: int = 300
+    tts_chunk_ms: int = 100
+    realtime_lead: float | None = None
+    barge_in: bool | str = True
+    max_attempts: int = 3
+    event_buffer: int = 64
+    read_delay: float = 0.0
+    leave_at_event: int | None = None
+    cancel_at: float | None = None
+
+
+class LoggedStore:
+    """A store whose answer commits go into the shared ``log`` as they return, each
+    call holding the virtual clock still while its worker thread runs."""
+
+    def __init__(self, inner: SQLiteFormStore, log: list[Any]) -> None:
+        self.inner = inner
+        self.log = log
+
+    async def claim(self, session_id: str, *, form: str, language: str, owner: str) -> Any:
+        async with virtual_time.real_work():
+            return await self.inner.claim(session_id, form=form, language=language, owner=owner)
+
+    async def record(
+        self, session_id: str, owner: str, attempt: Attempt, answer: Answer | None = None
+    ) -> None:
+        async with virtual_time.real_work():
+            await self.inner.record(session_id, owner, attempt, answer)
+        if answer is not None:
+            self.log.append(("stored", answer))
+
+    async def complete(self, session_id: str, owner: str) -> Any:
+        async with virtual_time.real_work():
+            return await self.inner.complete(session_id, owner)
+
+    async def release(self, session_id: str, owner: str) -> None:
+        async with virtual_time.real_work():
+            await self.inner.release(session_id, owner)
+
+    async def get(self, session_id: str) -> SessionRecord | None:
+        async with virtual_time.real_work():
+            return await self.inner.get(session_id)
+
+    async def attempts(self, session_id: str) -> list[Attempt]:
+        async with virtual_time.real_work():
+            return await self.inner.attempts(session_id)
+
+    async def aclose(self) -> None:
+        async with virtual_time.real_work():
+            await self.inner.aclose()
+
+
+@dataclass
+class FormOutcome(Outcome):
+    second: Outcome = field(default_factory=Outcome)
+    stored: dict[str, Answer] = field(default_factory=dict)
+
+
+def _extraction_llm(timeline: FormTimeline) -> FakeLLM:
+    replies = list(timeline.extractions) or [EXTRACTIONS[0]]
+    count = 0
+
+    def reply(messages: object) -> str:
+        nonlocal count
+        count += 1
+        return replies[(count - 1) % len(replies)]
+
+    return FakeLLM(reply, ttft=timeline.llm_ttft)
+
+
+def _said_values(turns: Sequence[str]) -> dict[str, list[Any]]:
+    values: dict[str, list[Any]] = {}
+    for text in turns:
+        for name, value in UTTERANCES.get(text, {}).items():
+            values.setdefault(name, []).append(value)
+    return values
+
+
+def _rule_11(events: Sequence[Event], log: Sequence[Any], complete: bool) -> list[Violation]:
+    """Each form_progress after its commit; in a session read to the end, each commit
+    of an answer announced by a form_progress."""
+    found: list[Violation] = []
+    stored: list[Answer] = []
+    announced = 0
+    for entry in log:
+        if entry[0] == "stored":
+            stored.append(entry[1])
+            continue
+        event = entry[1]
+        if not isinstance(event, FormProgress):
+            continue
+        announced += 1
+        if not any(a.field == event.field and a.value == event.value for a in stored):
+            found.append(
+                Violation(
+                    "answer-stored-before-it-is-announced",
+                    f"form_progress {event.field}={event.value!r} before its commit",
+                    (events.index(event),),
+                )
+            )
+    answers = [a for a in stored if not a.skipped]
+    if complete and announced != len(answers):
+        found.append(
+            Violation(
+                "answer-stored-before-it-is-announced",
+                f"{len(answers)} answers stored but {announced} form_progress events",
+            )
+        )
+    return found
+
+
+def _values_said(
+    stored: dict[str, Answer], progress: Sequence[FormProgress], said: dict[str, list[Any]]
+) -> list[Violation]:
+    found = []
+    for name, answer in stored.items():
+        if not answer.skipped and answer.value not in said.get(name, []):
+            found.append(
+                Violation(
+                    "stored-value-was-said",
+                    f"{name}={answer.value!r} is stored, but the caller said "
+                    f"{said.get(name, [])!r} for it (from {answer.transcript!r})",
+                )
+            )
+    for event in progress:
+        if event.value not in said.get(event.field, []):
+            found.append(
+                Violation(
+                    "stored-value-was-said",
+                    f"form_progress {event.field}={event.value!r} was never said",
+                )
+            )
+    return found
+
+
+def _resumed(
+    record: SessionRecord | None, second: Outcome, before: dict[str, Answer]
+) -> list[Violation]:
+    """The second call continues where the first left off."""
+    name = "resume-continues"
+    events = second.events
+    finish = next((e for e in events if isinstance(e, Finish)), None)
+    said = " ".join(e.content for e in events if isinstance(e, AssistantDelta))
+    if finish is None:
+        return [Violation(name, "the second call did not finish")]
+    if finish.reason == "session_busy":
+        return [Violation(name, "the first call still held the session", (events.index(finish),))]
+    if record is not None and record.status == "complete":
+        if finish.reason != "form_already_complete":
+            return [Violation(name, f"a complete form reopened with finish {finish.reason!r}")]
+        return []
+    missing = [f for f in FORM.fields if f.name not in before]
+    if not missing:
+        return (
+            []
+            if finish.reason == "form_complete"
+            else [Violation(name, f"every field answered but the call finished {finish.reason!r}")]
+        )
+    found = []
+    if missing[0].question not in said:
+        found.append(
+            Violation(name, f"the second call did not ask {missing[0].name!r} first: {said!r}")
+        )
+    if before and "Welcome back" not in said:
+        found.append(Violation(name, f"answers were stored but no welcome back: {said!r}"))
+    return found
+
+
+async def _call(
+    timeline: FormTimeline, path: Path, log: list[Any], *, second: bool
+) -> tuple[Outcome, Any]:
+    store = LoggedStore(SQLiteFormStore(path, lease_seconds=60), log)
+    policy = FormPolicy(FORM, store=store, session_id=SESSION, max_attempts=timeline.max_attempts)
+    stt = FakeSTT(() if second else timeline.turns, silence_ms=timeline.stt_silence_ms)
+    llm = _extraction_llm(timeline)
+    tts = FakeTTS(chunk_ms=timeline.tts_chunk_ms, ms_per_char=10)
+    pipeline = Pipeline(
+        stt=stt,
+        llm=llm,
+        tts=tts,
+        policy=policy,
+        input_format=FORMAT,
+        realtime_lead=None if second else timeline.realtime_lead,
+        barge_in=barge_in_of(timeline.barge_in),
+        event_buffer=64 if second else timeline.event_buffer,
+    )
+    caller = Caller()
+
+    def heard(event: Event) -> None:
+        caller.heard(event)
+        log.append(("event", event))
+
+    audio = microphone(
+        (("silence", 200),) if second else timeline.audio,
+        caller,
+        hang_up=True if second else timeline.hang_up,
+    )
+    outcome = Outcome()
+    try:
+        await run_checked(
+            lambda: pipeline.run(audio),
+            outcome,
+            leave_at_event=None if second else timeline.leave_at_event,
+            read_delay=0.0 if second else timeline.read_delay,
+            cancel_at=None if second else timeline.cancel_at,
+            on_event=heard,
+        )
+        outcome.violations += check_session(
+            outcome.events, complete=outcome.complete, stt=stt, llm=llm, tts=tts
+        )
+        return outcome, await store.get(SESSION)
+    finally:
+        await store.aclose()
+
+
+async def run_form_timeline(timeline: FormTimeline) -> FormOutcome:
+    """Run the form call of ``timeline``, then a second call of the same session."""
+    outcome = FormOutcome()
+    with tempfile.TemporaryDirectory(prefix="voicepipe-fuzz-") as directory:
+        path = Path(directory) / "forms.db"
+        log: list[Any] = []
+        first, record = await _call(timeline, path, log, second=False)
+        outcome.events, outcome.complete = first.events, first.complete
+        outcome.violations += first.violations
+        outcome.violations += _rule_11(first.events, log, first.complete)
+        before = dict(record.answers) if record is not None else {}
+        progress = [e for e in first.events if isinstance(e, FormProgress)]
+        outcome.violations += _values_said(before, progress, _said_values(timeline.turns))
+        second, _ = await _call(timeline, path, [], second=True)
+        outcome.second = second
+        outcome.violations += [
+            Violation(v.rule, "second call: " + v.message, v.at) for v in second.violations
+        ]
+        outcome.violations += _resumed(record, second, before)
+        outcome.stored = before
+    return outcome
+
+
+# -- strategies -------------------------------------------------------------------
+
+_utterance = st.sampled_from(sorted(UTTERANCES))
+_speech_ms = st.integers(5, 40).map(lambda n: n * CHUNK_MS)
+
+
+@st.composite
+def form_timelines(draw: st.DrawFn) -> FormTimeline:
+    """A caller who mostly follows the form, with garbage, commands and corrections
+    slipped in, speaking after, over or regardless of the questions."""
+    turns = list(GOOD_PATH)
+    for position, text in draw(
+        st.lists(st.tuples(st.integers(0, len(GOOD_PATH)), _utterance), max_size=4)
+    ):
+        turns.insert(min(position, len(turns)), text)
+    stop = draw(st.integers(1, len(turns)) | st.just(len(turns)))
+    audio: list[tuple[str, int]] = []
+    for _ in range(stop):
+        kind = draw(st.sampled_from(["after", "after", "after", "over", "speech"]))
+        audio.append((kind, draw(_speech_ms)))
+        gap = draw(st.sampled_from([0, 0, 200, 600]))
+        if gap:
+            audio.append((draw(st.sampled_from(["silence", "noise"])), gap))
+    audio.append(("silence", 1000))
+    return FormTimeline(
+        audio=tuple(audio),
+        turns=tuple(turns),
+        hang_up=draw(st.booleans() | st.just(True)),
+        extractions=tuple(draw(st.lists(st.sampled_from(EXTRACTIONS), min_size=1, max_size=3))),
+        llm_ttft=draw(st.sampled_from([0.0, 0.05, 0.5])),
+        stt_silence_ms=draw(st.sampled_from([200, 300, 600])),
+        tts_chunk_ms=draw(st.sampled_from([20, 100])),
+        realtime_lead=draw(st.none() | st.sampled_from([0.0, 0.1])),
+        barge_in=draw(st.sampled_from([True, True, "quick", False, "any"])),  # type: ignore[arg-type]
+        max_attempts=draw(st.integers(1, 3)),
+        event_buffer=draw(st.sampled_from([1, 64])),
+        read_delay=draw(st.sampled_from([0.0, 0.0, 0.01])),
+        leave_at_event=draw(st.none() | st.none() | st.integers(0, 80)),
+        cancel_at=draw(st.none() | st.none() | st.integers(1, 40).map(lambda n: n / 2)),
+    )
