@@ -23,6 +23,7 @@ SQLite file, then opens the session again in a second call, and checks:
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -70,6 +71,7 @@ FORM = Form(
     ),
 )
 SESSION = "call-1"
+_RAM = "/dev/shm" if os.path.isdir("/dev/shm") else None  # no fsync to wait for
 
 # What each utterance may mean, per field: a stored value must be one of these for
 # something the caller said.
@@ -339,7 +341,7 @@ async def _call(
 async def run_form_timeline(timeline: FormTimeline) -> FormOutcome:
     """Run the form call of ``timeline``, then a second call of the same session."""
     outcome = FormOutcome()
-    with tempfile.TemporaryDirectory(prefix="voicepipe-fuzz-") as directory:
+    with tempfile.TemporaryDirectory(prefix="voicepipe-fuzz-", dir=_RAM) as directory:
         path = Path(directory) / "forms.db"
         log: list[Any] = []
         first, record = await _call(timeline, path, log, second=False)
