@@ -162,6 +162,21 @@ FOUND = {
         llm_replies=(("answer",), ""),
         tools=True,
     ),
+    # An "uh-huh" over a paced greeting whose first sentence was waiting at the
+    # pause gate: resume() opened the gate before `resumed` was sent, so on
+    # asyncio the sentence's assistant_delta went out while the client was still
+    # paused (rule 4). Fixed (pipeline.py): the gate opens once `resumed` is out,
+    # and any event waits behind a reply piece already on its way.
+    "text-before-resumed": Timeline(
+        audio=(("speech", 1100),),
+        hang_up=False,
+        turns=("uh-huh",),
+        greeting="I can help with that.",
+        tts_ttfb=0.05,
+        realtime_lead=0.2,
+        event_buffer=2,
+        read_delay=0.05,
+    ),
 }
 
 

@@ -37,6 +37,7 @@ from voicepipe.events import (
     Finish,
     Interrupted,
     Metrics,
+    Resumed,
     Session,
     UserTurn,
 )
@@ -92,6 +93,8 @@ class _Session:
         self.send = send
         self.scope = anyio.CancelScope()  # replaced by the running session's scope
         self._inflight: anyio.CancelScope | None = None  # a reply piece waiting for room
+        self._delivered = anyio.Event()  # set once that piece is out (or dropped)
+        self._resuming = False  # resume() was called: the gate opens once `resumed` is out
         self.paced = paced
         self.playback = playback  # a client that reports what it played
         self.audio_bytes = 0  # reply audio emitted so far (what Playback.played counts)
@@ -113,14 +116,20 @@ class _Session:
         (from any task: the STT's, a reply's) cancels the session rather than
         failing the stage that happened to be talking.
         """
-        if self.gone:
-            return
-        if isinstance(event, AudioChunk):
-            self.audio_bytes += len(event.audio)
         try:
-            await put(self.send, event)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            await self._left()
+            if self.gone:
+                return
+            if isinstance(event, AudioChunk):
+                self.audio_bytes += len(event.audio)
+            while self._inflight is not None:  # a reply piece on its way goes first
+                await self._delivered.wait()
+            try:
+                await put(self.send, event)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                await self._left()
+        finally:
+            if self._resuming and isinstance(event, Resumed):
+                self._unpause()  # `resumed` is out: now the reply may carry on
 
     async def deliver(self, event: Event) -> None:
         """Emit a piece of the reply that counts as spoken once it is sent.
@@ -141,7 +150,7 @@ class _Session:
             await self._left()
             return
         with anyio.CancelScope(shield=True) as guard:
-            self._inflight = guard
+            self._inflight, self._delivered = guard, anyio.Event()
             try:
                 await self.send.send(event)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -149,6 +158,7 @@ class _Session:
                 self.scope.cancel()
             finally:
                 self._inflight = None
+                self._delivered.set()
 
     def abandon(self) -> None:
         """The session is over: drop a reply piece still waiting for room."""
@@ -181,10 +191,14 @@ class _Session:
     def pause(self) -> bool:
         """Hold the reply's audio and text where they are (the caller may be taking the floor)."""
         state = self.reply_state
-        if state is None or not self.replying or self._gate is not None:
+        if state is None or not self.replying:
             return False
+        if self._gate is not None and not self._resuming:
+            return False
+        # (A resume not yet announced is called off: the reply stays paused.)
         now = anyio.current_time()
-        self._gate, self._paused_at = anyio.Event(), now
+        self._gate, self._paused_at = self._gate or anyio.Event(), now
+        self._resuming = False
         if self.paced:
             state.playback.pause(now, self.play_until)
         return True
@@ -198,7 +212,8 @@ class _Session:
             self.play_until += now - self._paused_at
         if self.reply_state is not None:
             self.reply_state.playback.resume()
-        self._unpause()
+        # The reply carries on once `resumed` is sent (see emit), never ahead of it.
+        self._resuming = True
         return True
 
     def cut(self) -> Interrupted | None:
@@ -243,6 +258,7 @@ class _Session:
         return not state.interrupted
 
     def _unpause(self) -> None:
+        self._resuming = False
         gate, self._gate = self._gate, None
         if gate is not None:
             gate.set()
