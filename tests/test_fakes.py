@@ -125,6 +125,20 @@ async def test_fake_llm_echo_callable_and_scripted_errors() -> None:
     assert failing.open_streams == 0
 
 
+async def test_fake_llm_keeps_only_its_last_calls() -> None:
+    llm = FakeLLM(keep_calls=2)  # a long-lived fake must not grow without bound
+    for word in ["one", "two", "three"]:
+        _ = [d async for d in llm.stream([Message("user", word)])]
+    assert llm.calls == [[Message("user", "two")], [Message("user", "three")]]
+    assert llm.n_calls == 3
+    everything = FakeLLM(keep_calls=None)
+    for _ in range(1001):
+        _ = [d async for d in everything.stream([Message("user", "hi")])]
+    assert len(everything.calls) == 1001
+    with pytest.raises(ValueError, match="keep_calls"):
+        FakeLLM(keep_calls=-1)
+
+
 class Answer(BaseModel):
     value: int
 

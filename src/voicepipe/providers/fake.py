@@ -41,6 +41,7 @@ from voicepipe.providers.base import Emit, Message, ToolCall, ToolSpec, Usage
 __all__ = ["FakeLLM", "FakeSTT", "FakeTTS", "LLMCall", "ToolCall"]
 
 M = TypeVar("M", bound=BaseModel)
+_C = TypeVar("_C")
 _TOKEN = re.compile(r"\s*\S+\s*$|\s*\S+")
 
 
@@ -172,7 +173,10 @@ class FakeLLM:
     without an id get ``call_1``, ``call_2``, ... Replies stream word by word:
     the first token after ``ttft`` seconds, then one every ``token_delay``.
     ``complete_json`` parses the next reply as JSON into the schema.
-    :attr:`calls` records the messages and tools of every ``stream`` call.
+    :attr:`calls` records the messages and tools of the last ``keep_calls``
+    ``stream`` calls (:attr:`json_calls` those of ``complete_json``); None keeps
+    every one, which a long-lived fake (a soak, a server) should not.
+    :attr:`n_calls` counts them all.
     """
 
     def __init__(
@@ -181,6 +185,7 @@ class FakeLLM:
         *,
         ttft: float = 0.0,
         token_delay: float = 0.0,
+        keep_calls: int | None = 1000,
     ) -> None:
         self._script: deque[ScriptItem] | None = None
         self._reply_fn: Callable[[Sequence[Message]], ScriptItem] | None = None
@@ -190,8 +195,12 @@ class FakeLLM:
             self._script = deque(replies)
         self.ttft = ttft
         self.token_delay = token_delay
+        if keep_calls is not None and keep_calls < 0:
+            raise ValueError("keep_calls must be >= 0, or None to keep every call")
+        self.keep_calls = keep_calls
         self.calls: list[LLMCall] = []
         self.json_calls: list[list[Message]] = []
+        self._made = 0  # calls made, kept or not
         self.open_streams = 0
         self.closed_streams = 0
         self.completed_streams = 0
@@ -217,7 +226,15 @@ class FakeLLM:
 
     @property
     def n_calls(self) -> int:
-        return len(self.calls) + len(self.json_calls)
+        """Every ``stream`` and ``complete_json`` call made, including those no longer kept."""
+        return self._made
+
+    def _record(self, calls: list[_C], call: _C) -> None:
+        self._made += 1
+        calls.append(call)
+        keep = self.keep_calls
+        if keep is not None and len(calls) > keep:
+            del calls[: len(calls) - keep]
 
     @overload
     def stream(
@@ -240,7 +257,7 @@ class FakeLLM:
         usage: Usage | None = None,
         tools: Sequence[ToolSpec] | None = None,
     ) -> AsyncGenerator[str | ToolCall, None]:
-        self.calls.append(LLMCall(messages, tools or ()))
+        self._record(self.calls, LLMCall(messages, tools or ()))
         self.open_streams += 1
         try:
             await anyio.sleep(self.ttft)
@@ -272,7 +289,7 @@ class FakeLLM:
     async def complete_json(
         self, messages: Sequence[Message], schema: type[M], *, usage: Usage | None = None
     ) -> M:
-        self.json_calls.append(list(messages))
+        self._record(self.json_calls, list(messages))
         await anyio.sleep(self.ttft)
         parts = self._reply(messages)
         if not all(isinstance(part, str) for part in parts):
