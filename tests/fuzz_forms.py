@@ -15,7 +15,9 @@ SQLite file, then opens the session again in a second call, and checks:
   store's writes and the consumer's events are logged in one order), and
   every committed answer of a session read to the end was announced;
 * no stored value differs from what the caller said (each utterance maps to
-  the values it may mean, per field);
+  the values it may mean, per field) or agreed to (a read-back answered yes:
+  two utterances the end-of-turn detector joined, "fifty two" and "john at
+  gmail dot com", are one address read back for a yes);
 * the second call continues where the first left off: its claim is not
   refused, it welcomes back a caller with answers, and asks the first
   unanswered field (or says the form is complete).
@@ -293,7 +295,7 @@ def _resumed(
 
 async def _call(
     timeline: FormTimeline, path: Path, log: list[Any], *, second: bool
-) -> tuple[Outcome, Any]:
+) -> tuple[Outcome, tuple[SessionRecord | None, list[Attempt]]]:
     store = LoggedStore(SQLiteFormStore(path, lease_seconds=60), log)
     policy = FormPolicy(FORM, store=store, session_id=SESSION, max_attempts=timeline.max_attempts)
     stt = FakeSTT(() if second else timeline.turns, silence_ms=timeline.stt_silence_ms)
@@ -333,7 +335,7 @@ async def _call(
         outcome.violations += check_session(
             outcome.events, complete=outcome.complete, stt=stt, llm=llm, tts=tts
         )
-        return outcome, await store.get(SESSION)
+        return outcome, (await store.get(SESSION), await store.attempts(SESSION))
     finally:
         await store.aclose()
 
@@ -344,13 +346,17 @@ async def run_form_timeline(timeline: FormTimeline) -> FormOutcome:
     with tempfile.TemporaryDirectory(prefix="voicepipe-fuzz-", dir=_RAM) as directory:
         path = Path(directory) / "forms.db"
         log: list[Any] = []
-        first, record = await _call(timeline, path, log, second=False)
+        first, (record, attempts) = await _call(timeline, path, log, second=False)
         outcome.events, outcome.complete = first.events, first.complete
         outcome.violations += first.violations
         outcome.violations += _rule_11(first.events, log, first.complete)
         before = dict(record.answers) if record is not None else {}
         progress = [e for e in first.events if isinstance(e, FormProgress)]
-        outcome.violations += _values_said(before, progress, _said_values(timeline.turns))
+        said = _said_values(timeline.turns)
+        for attempt in attempts:  # a value read back and confirmed is one the caller agreed to
+            if attempt.accepted and attempt.reason == "confirmed":
+                said.setdefault(attempt.field, []).append(attempt.value)
+        outcome.violations += _values_said(before, progress, said)
         second, _ = await _call(timeline, path, [], second=True)
         outcome.second = second
         outcome.violations += [

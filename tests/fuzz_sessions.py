@@ -30,6 +30,7 @@ import anyio
 from hypothesis import strategies as st
 
 from tests.support import FORMAT, silence, tone
+from tests.tool_support import assert_valid_history
 from voicepipe import (
     AssistantReply,
     AudioChunk,
@@ -503,7 +504,21 @@ async def run_timeline(timeline: Timeline) -> Outcome:
     )
     if outcome.complete:
         outcome.violations += whole_replies(policy.records)
+    if timeline.tools:
+        outcome.violations += valid_histories([*llm.calls, inner.history])
     return outcome
+
+
+def valid_histories(histories: Sequence[Sequence[Message]]) -> list[Violation]:
+    """Every history (each LLM request, the policy's own) is one an OpenAI-compatible
+    provider accepts: each tool call answered right after its message, no orphan result."""
+    found = []
+    for number, history in enumerate(histories):
+        try:
+            assert_valid_history(history)
+        except AssertionError as exc:
+            found.append(Violation("valid-tool-history", f"history {number}: {exc}"))
+    return found
 
 
 # -- strategies -------------------------------------------------------------------
