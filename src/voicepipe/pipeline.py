@@ -93,7 +93,6 @@ class _Session:
         self.send = send
         self.scope = anyio.CancelScope()  # replaced by the running session's scope
         self._inflight: anyio.CancelScope | None = None  # a reply piece waiting for room
-        self._delivered = anyio.Event()  # set once that piece is out (or dropped)
         self._resuming = False  # resume() was called: the gate opens once `resumed` is out
         self.paced = paced
         self.playback = playback  # a client that reports what it played
@@ -121,8 +120,6 @@ class _Session:
                 return
             if isinstance(event, AudioChunk):
                 self.audio_bytes += len(event.audio)
-            while self._inflight is not None:  # a reply piece on its way goes first
-                await self._delivered.wait()
             try:
                 await put(self.send, event)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -150,7 +147,7 @@ class _Session:
             await self._left()
             return
         with anyio.CancelScope(shield=True) as guard:
-            self._inflight, self._delivered = guard, anyio.Event()
+            self._inflight = guard
             try:
                 await self.send.send(event)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -158,7 +155,6 @@ class _Session:
                 self.scope.cancel()
             finally:
                 self._inflight = None
-                self._delivered.set()
 
     def abandon(self) -> None:
         """The session is over: drop a reply piece still waiting for room."""
