@@ -591,7 +591,7 @@ def timelines(draw: st.DrawFn, *, tools: bool | None = None) -> Timeline:
         realtime_lead=draw(st.one_of(st.none(), paced, paced)),
         barge_in=draw(st.sampled_from([True, True, "quick", False, "any"])),  # type: ignore[arg-type]
         event_buffer=draw(st.sampled_from([1, 2, 64])),
-        read_delay=draw(st.sampled_from([0.0, 0.0, 0.001, 0.05])),
+        read_delay=draw(st.sampled_from([0.0, 0.0, 0.001, 0.05, 0.4])),
         leave_at_event=draw(_sometimes(st.integers(0, 60))),
         cancel_at=draw(_sometimes(st.integers(1, 60).map(lambda n: n / 4))),
     )

@@ -177,6 +177,17 @@ FOUND = {
         event_buffer=2,
         read_delay=0.05,
     ),
+    # A consumer that takes 0.4 s per event and three parallel calls: the tool
+    # events waited over a second for room and ConversationPolicy dropped them
+    # (a 1 s emit timeout), so calls went without results (rule 12). Fixed: no
+    # timeout; a client that leaves closes the stream, which ends the wait.
+    "slow-client-lost-tool-results": Timeline(
+        audio=(("speech", 100),),
+        llm_replies=(("answer", "nope", "boom"), "Sure."),
+        tools=True,
+        event_buffer=1,
+        read_delay=0.4,
+    ),
 }
 
 

@@ -37,10 +37,6 @@ END_CALL = ToolSpec(
 EVENT_CONTENT_CHARS = 200
 """``tool_result`` events carry at most this many characters of the result."""
 
-EMIT_TIMEOUT = 1.0
-"""Seconds a tool event may wait for room in a session's event buffer once the
-reply is cancelled (a client that stopped reading must not hold a tool open)."""
-
 
 def _words(text: str) -> list[str]:
     return _WORD.findall(text.casefold())
@@ -241,7 +237,7 @@ class ConversationPolicy:
         """
         try:
             with anyio.CancelScope(shield=True):
-                started = time.perf_counter()
+                started = anyio.current_time()
                 for call in calls:
                     await self._emit(ctx, ToolCallEvent(**_call_fields(call)))
                 results: dict[str, ToolResult] = {}
@@ -255,7 +251,7 @@ class ConversationPolicy:
                     for call in calls
                 ]
                 self._said_before = said  # the round's text is in history now
-                elapsed = (time.perf_counter() - started) * 1000
+                elapsed = (anyio.current_time() - started) * 1000
                 ctx.tool_ms = round((ctx.tool_ms or 0.0) + elapsed, 3)
                 if any(call.name == END_CALL.name for call in calls) and self.end_call:
                     reply.end_session = True
@@ -285,10 +281,15 @@ class ConversationPolicy:
 
     @staticmethod
     async def _emit(ctx: PolicyContext, event: Event) -> None:
-        """Emit, but never hang or fail a tool round over a client that stopped reading."""
-        with anyio.move_on_after(EMIT_TIMEOUT):
-            with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-                await ctx.emit(event)
+        """Emit, but never fail a tool round over a client that has left.
+
+        No time limit: a slow client gets every ``tool_call`` and its
+        ``tool_result`` (rule 12), in order. A client that leaves closes the
+        event stream, which ends a waiting emit at once, so a shielded round
+        never outlives its session.
+        """
+        with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            await ctx.emit(event)
 
 
 @asynccontextmanager
