@@ -175,6 +175,26 @@ def test_every_tool_call_gets_exactly_one_result(events: list[Event]) -> None:
     assert_session_ok([START, CALL], complete=False)  # a prefix: the result may still come
 
 
+def test_a_tool_call_never_ends_in_silence() -> None:
+    turn, done, end = UserTurn(content="weather?"), Metrics(turn=1), Finish(reason="x")
+    answered: list[Event] = [START, turn, CALL, RESULT, *said("Sunny.")]
+    answered.append(AssistantReply(content="Sunny."))
+    assert check_session([*answered, done, end]) == []
+    silent: list[Event] = [START, turn, CALL, RESULT, done, UserTurn(content="hello?")]
+    silent += said("Hi.")
+    assert rules_broken([*silent, AssistantReply(content="Hi."), Metrics(turn=2), end]) == {
+        "tool-result-is-followed"
+    }
+    # The session ending right after (end_call, a hang-up) is not silence; a cut,
+    # an error or a prefix of the session is not either.
+    assert check_session([START, turn, CALL, RESULT, done, end]) == []
+    cut: list[Event] = [START, turn, CALL, Interrupted(content=""), RESULT]
+    assert check_session([*cut, AssistantReply(content="", interrupted=True), done, end]) == []
+    failed: list[Event] = [START, turn, CALL, RESULT, ErrorEvent(stage="llm", message="x"), done]
+    assert check_session([*failed, end]) == []
+    assert check_session([START, turn, CALL, RESULT, done], complete=False) == []
+
+
 def test_words_heard_before_a_tool_call_are_a_piece_of_the_reply() -> None:
     llm = FakeLLM()
     earlier = [Message("user", "weather?"), Message("assistant", "Let me look.")]

@@ -201,7 +201,7 @@ class _Session:
 
     def resume(self) -> bool:
         """Let a paused reply carry on; the client's buffer plays on from where it stopped."""
-        if self._gate is None:
+        if self._gate is None or self._resuming:  # not paused, or already resuming
             return False
         now = anyio.current_time()
         if self.play_until > self._paused_at:  # the client still holds that much audio
