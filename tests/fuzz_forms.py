@@ -18,16 +18,18 @@ SQLite file, then opens the session again in a second call, and checks:
   the values it may mean, per field) or agreed to (a read-back answered yes:
   two utterances the end-of-turn detector joined, "fifty two" and "john at
   gmail dot com", are one address read back for a yes);
-* the second call continues where the first left off: its claim is not
-  refused, it welcomes back a caller with answers, and asks the first
-  unanswered field (or says the form is complete).
+* the second call, a caller who answers what is asked, continues where the
+  first left off: its claim is not refused, it welcomes back a caller with
+  answers and opens with the first unanswered field, never asks an answered
+  one again, keeps the first call's answers, and completes the form (or
+  says it is already complete).
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -261,13 +263,16 @@ def _values_said(
 
 
 def _resumed(
-    record: SessionRecord | None, second: Outcome, before: dict[str, Answer]
+    record: SessionRecord | None,
+    second: Outcome,
+    before: dict[str, Answer],
+    after: SessionRecord | None,
 ) -> list[Violation]:
-    """The second call continues where the first left off."""
+    """The second call continues where the first left off, and finishes the form."""
     name = "resume-continues"
     events = second.events
     finish = next((e for e in events if isinstance(e, Finish)), None)
-    said = " ".join(e.content for e in events if isinstance(e, AssistantDelta))
+    said = " ".join("".join(e.content for e in events if isinstance(e, AssistantDelta)).split())
     if finish is None:
         return [Violation(name, "the second call did not finish")]
     if finish.reason == "session_busy":
@@ -276,21 +281,46 @@ def _resumed(
         if finish.reason != "form_already_complete":
             return [Violation(name, f"a complete form reopened with finish {finish.reason!r}")]
         return []
-    missing = [f for f in FORM.fields if f.name not in before]
-    if not missing:
-        return (
-            []
-            if finish.reason == "form_complete"
-            else [Violation(name, f"every field answered but the call finished {finish.reason!r}")]
-        )
     found = []
-    if missing[0].question not in said:
+    if finish.reason != "form_complete":
+        found.append(Violation(name, f"the second call finished {finish.reason!r}: {said!r}"))
+    missing = [f for f in FORM.fields if f.name not in before]
+    if missing and not said.startswith(_opening(bool(before)) + " " + missing[0].question):
         found.append(
-            Violation(name, f"the second call did not ask {missing[0].name!r} first: {said!r}")
+            Violation(name, f"the second call did not open with {missing[0].name!r}: {said!r}")
         )
-    if before and "Welcome back" not in said:
-        found.append(Violation(name, f"answers were stored but no welcome back: {said!r}"))
+    asked_again = [f.name for f in FORM.fields if f.name in before and f.question in said]
+    if asked_again:
+        found.append(Violation(name, f"the second call asked {asked_again} again: {said!r}"))
+    kept = after.answers if after is not None else {}
+    changed = [n for n, a in before.items() if n not in kept or kept[n].value != a.value]
+    if changed:
+        found.append(Violation(name, f"the second call changed the first's answers {changed}"))
     return found
+
+
+def _opening(resumed: bool) -> str:
+    return (
+        "Welcome back! Let's continue where we left off."
+        if resumed
+        else "Hello! Let's fill in the fuzz form."
+    )
+
+
+SECOND_CALLER = (  # what the second caller says to what it hears last
+    ("Is that right?", "yes"),
+    ("How old", "fifty two"),
+    ("e-mail", "john at gmail dot com"),
+    ("phone", "four one five five five five two six eight one"),
+    ("newsletter", "no"),
+)
+
+
+def _answering(caller: Caller) -> Iterator[str]:
+    """The second caller's words: the answer to the question it heard last."""
+    while True:
+        heard = caller.last_reply
+        yield next((answer for cue, answer in SECOND_CALLER if cue in heard), "repeat that")
 
 
 async def _call(
@@ -298,7 +328,8 @@ async def _call(
 ) -> tuple[Outcome, tuple[SessionRecord | None, list[Attempt]]]:
     store = LoggedStore(SQLiteFormStore(path, lease_seconds=60), log)
     policy = FormPolicy(FORM, store=store, session_id=SESSION, max_attempts=timeline.max_attempts)
-    stt = FakeSTT(() if second else timeline.turns, silence_ms=timeline.stt_silence_ms)
+    caller = Caller()
+    stt = FakeSTT(_answering(caller) if second else timeline.turns, silence_ms=300)
     llm = _extraction_llm(timeline)
     tts = FakeTTS(chunk_ms=timeline.tts_chunk_ms, ms_per_char=10)
     pipeline = Pipeline(
@@ -311,14 +342,13 @@ async def _call(
         barge_in=barge_in_of(timeline.barge_in),
         event_buffer=64 if second else timeline.event_buffer,
     )
-    caller = Caller()
 
     def heard(event: Event) -> None:
         caller.heard(event)
         log.append(("event", event))
 
     audio = microphone(
-        (("silence", 200),) if second else timeline.audio,
+        (("after", 400),) * 8 if second else timeline.audio,
         caller,
         hang_up=True if second else timeline.hang_up,
     )
@@ -357,12 +387,12 @@ async def run_form_timeline(timeline: FormTimeline) -> FormOutcome:
             if attempt.accepted and attempt.reason == "confirmed":
                 said.setdefault(attempt.field, []).append(attempt.value)
         outcome.violations += _values_said(before, progress, said)
-        second, _ = await _call(timeline, path, [], second=True)
+        second, (after, _) = await _call(timeline, path, [], second=True)
         outcome.second = second
         outcome.violations += [
             Violation(v.rule, "second call: " + v.message, v.at) for v in second.violations
         ]
-        outcome.violations += _resumed(record, second, before)
+        outcome.violations += _resumed(record, second, before, after)
         outcome.stored = before
     return outcome
 

@@ -346,12 +346,14 @@ class Caller:
 
     audio_seen: int = 0
     replies_seen: int = 0
+    last_reply: str = ""  # the content of the last `assistant` event
 
     def heard(self, event: Event) -> None:
         if isinstance(event, AudioChunk):
             self.audio_seen += 1
         elif isinstance(event, AssistantReply):
             self.replies_seen += 1
+            self.last_reply = event.content
 
 
 def barge_in_of(setting: bool | str) -> bool | BargeIn:
@@ -562,7 +564,7 @@ def timelines(draw: st.DrawFn, *, tools: bool | None = None) -> Timeline:
     paced = st.sampled_from([0.0, 0.1, 0.2])
     return Timeline(
         audio=tuple(draw(st.lists(_segment, min_size=1, max_size=8))),
-        hang_up=draw(st.booleans()),
+        hang_up=draw(st.sampled_from([True, True, True, False])),  # a line left open: 1 in 4
         turns=tuple(draw(st.lists(_turn, min_size=1, max_size=4))),
         over_delay_ms=draw(st.sampled_from([0, 0, 100, 300, 1000])),
         greeting=draw(st.none() | _sentence_text.filter(bool)),
