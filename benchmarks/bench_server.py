@@ -26,6 +26,7 @@ import argparse
 import itertools
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -84,8 +85,12 @@ TURN_TIMEOUT = 10.0
 # -- the server, in a subprocess ----------------------------------------------------------
 
 
-def serve(llm_ttft: float, tts_ttfb: float) -> None:
-    """Child process: the example server on fake providers; prints its port."""
+def serve(llm_ttft: float, tts_ttfb: float, profile: str | None = None) -> None:
+    """Child process: the example server on fake providers; prints its port.
+
+    With ``profile``, the server runs under cProfile and writes its stats there
+    on SIGUSR1 (the parent sends it after the last step).
+    """
     import uvicorn
 
     sys.path.insert(0, str(ROOT))
@@ -114,6 +119,19 @@ def serve(llm_ttft: float, tts_ttfb: float) -> None:
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, ws_ping_interval=None, backlog=4096
     )
+    if profile:
+        import cProfile
+        import signal
+
+        profiler = cProfile.Profile(time.thread_time)  # CPU time: the machine may be busy
+
+        def dump(signum: int, frame: object) -> None:
+            profiler.disable()
+            profiler.dump_stats(profile)
+            print("profile written", flush=True)
+
+        signal.signal(signal.SIGUSR1, dump)
+        profiler.enable()
     with folder:
         uvicorn.Server(config).run(sockets=[sock])
 
@@ -139,6 +157,7 @@ class Results:
     overhead_ms: list[float] = field(default_factory=list)
     server_ms: list[float] = field(default_factory=list)
     send_lag_ms: list[float] = field(default_factory=list)
+    frames: int = 0
     missed: int = 0
     failed: int = 0
 
@@ -184,6 +203,7 @@ class Client:
             now = time.perf_counter()
             self.results.send_lag_ms.append((now - due) * 1000)
             await self.ws.send(chunk)
+            self.results.frames += 1
             sent += 1
             return now
 
@@ -240,7 +260,8 @@ async def step(address: str, pid: int, n: int, load: Load, idle_kib: int) -> dic
                 clients.start_soon(run_client, address, load, index / n, results)
         outer.cancel_scope.cancel()
     elapsed = time.perf_counter() - wall
-    cpu_share = (cpu_seconds(pid) - cpu) / elapsed
+    server_cpu = cpu_seconds(pid) - cpu
+    cpu_share = server_cpu / elapsed
     client_share = (time.process_time() - own) / elapsed
 
     def pct(values: list[float], q: float) -> float:
@@ -257,6 +278,7 @@ async def step(address: str, pid: int, n: int, load: Load, idle_kib: int) -> dic
         "send_lag_p99_ms": pct(results.send_lag_ms, 99),
         "kib_per_session": (peak - idle_kib) / n,
         "server_cpu": cpu_share,
+        "server_us_per_frame": server_cpu / max(1, results.frames) * 1e6,
         "client_cpu": client_share,
     }
 
@@ -270,7 +292,7 @@ async def main(args: argparse.Namespace, address: str, pid: int) -> None:
     print(
         f"{'sessions':>8} {'replies':>7} {'missed':>6} {'p50 ms':>7} {'p99 ms':>7}"
         f" {'server p99':>10} {'send lag p99':>12} {'KiB/session':>11}"
-        f" {'server CPU':>10} {'client CPU':>10}"
+        f" {'server CPU':>10} {'client CPU':>10} {'CPU µs/frame':>12}"
     )
     best: dict[str, float] | None = None
     started = time.perf_counter()
@@ -284,6 +306,7 @@ async def main(args: argparse.Namespace, address: str, pid: int) -> None:
             f" {row['p99_ms']:>7.1f} {row['server_p99_ms']:>10.1f}"
             f" {row['send_lag_p99_ms']:>12.1f} {row['kib_per_session']:>11.0f}"
             f" {row['server_cpu']:>10.0%} {row['client_cpu']:>10.0%}"
+            f" {row['server_us_per_frame']:>12.1f}"
         )
         if row["missed"] or row["failed"] or not row["p99_ms"] < args.target_ms:
             break
@@ -301,12 +324,20 @@ async def main(args: argparse.Namespace, address: str, pid: int) -> None:
 def bench(args: argparse.Namespace) -> None:
     """Start the server in a subprocess, load it, stop it."""
     flags = ["--llm-ttft", str(args.llm_ttft), "--tts-ttfb", str(args.tts_ttfb)]
+    if args.profile:
+        flags += ["--profile", str(Path(args.profile).resolve())]
     command = [sys.executable, __file__, "--serve", *flags]
+    if args.cpu is not None:
+        command = ["taskset", "-c", args.cpu, *command]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT) as server:
         try:
             assert server.stdout is not None
             address = f"127.0.0.1:{int(server.stdout.readline())}"
             anyio.run(main, args, address, server.pid, backend_options={"use_uvloop": True})
+            if args.profile:
+                server.send_signal(signal.SIGUSR1)
+                server.stdout.readline()  # "profile written"
+                print(f"server profile: {args.profile} (python -m pstats)")
         finally:
             server.terminate()
 
@@ -320,9 +351,11 @@ if __name__ == "__main__":
     parser.add_argument("--max-seconds", type=float, default=120.0, help="start no step after")
     parser.add_argument("--llm-ttft", type=float, default=0.0, help="FakeLLM first-token delay")
     parser.add_argument("--tts-ttfb", type=float, default=0.0, help="FakeTTS first-byte delay")
+    parser.add_argument("--cpu", help="pin the server to these CPUs (taskset -c)")
+    parser.add_argument("--profile", help="write the server's cProfile stats to this file")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.serve:
-        serve(arguments.llm_ttft, arguments.tts_ttfb)
+        serve(arguments.llm_ttft, arguments.tts_ttfb, arguments.profile)
     else:
         bench(arguments)

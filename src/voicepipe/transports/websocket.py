@@ -46,25 +46,23 @@ import logging
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from voicepipe.errors import Stage
 from voicepipe.events import ErrorEvent, Event, Finish, Session
 from voicepipe.pipeline import Pipeline
-from voicepipe.streams import put
 from voicepipe.transports.dialect import Dialect
 from voicepipe.transports.dialects.voicepipe import VoicepipeDialect
+from voicepipe.transports.inbox import Inbox
 
 __all__ = ["DEFAULT_MAX_FRAME_BYTES", "DEFAULT_SEND_TIMEOUT", "serve"]
 
 log = logging.getLogger("voicepipe.transports.websocket")
-
-T = TypeVar("T")
 
 DEFAULT_MAX_FRAME_BYTES = 1 << 20
 """Largest frame a client may send (1 MiB); a bigger one closes the socket with 1009."""
@@ -180,19 +178,17 @@ class _Connection:
         self._outbox: deque[str | bytes | _Close] = deque()
         self._wake = anyio.Event()  # set when the outbox gets an item
         self._room = anyio.Event()  # set when the outbox is back under OUTBOX_FRAMES
-        self._audio_in, self._audio = anyio.create_memory_object_stream[bytes](input_buffer)
-        self._text_in, self._text = anyio.create_memory_object_stream[str](input_buffer)
+        self._audio: Inbox[bytes] = Inbox(input_buffer)
+        self._text: Inbox[str] = Inbox(input_buffer)
         self._tg: TaskGroup | None = None
         self.links = {gate: _Link(self, gate) for gate in _Gate}
 
     async def run(self, max_seconds: float | None, shutdown: anyio.Event | None = None) -> None:
-        with contextlib.ExitStack() as stack:
-            for stream in (self._audio_in, self._audio):
-                stack.enter_context(stream)
-            stack.enter_context(self._text_in)
-            stack.enter_context(self._text)
+        try:
             with self.scope:
                 await self._run(max_seconds, shutdown)
+        finally:
+            self.end_input()
 
     async def _run(self, max_seconds: float | None, shutdown: anyio.Event | None) -> None:
         async with anyio.create_task_group() as tg:
@@ -354,16 +350,16 @@ class _Connection:
         if self.max_audio_bytes is not None and self.audio_bytes > self.max_audio_bytes:
             await self.fail(f"the session used up its audio budget of {self.max_audio_bytes} bytes")
             return
-        await _put(self._audio_in, pcm)
+        await self._audio.put(pcm)  # waits (and so stops reading) only when the pipeline is behind
 
     async def text(self, content: str) -> None:
         if not self.input_ended and not self.closing:
-            await _put(self._text_in, content)
+            await self._text.put(content)
 
     def end_input(self) -> None:
         self.input_ended = True
-        self._audio_in.close()
-        self._text_in.close()
+        self._audio.close()
+        self._text.close()
 
 
 class _Link:
@@ -412,9 +408,3 @@ class _Link:
     def start_soon(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
         assert self._c._tg is not None, "start_soon is for a running session"
         self._c._tg.start_soon(func, *args)
-
-
-async def _put(stream: MemoryObjectSendStream[T], item: T) -> None:
-    """Hand input to the pipeline; drop it once the pipeline stopped listening (session ending)."""
-    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-        await put(stream, item)  # waits (and so stops reading) only when the pipeline is behind
