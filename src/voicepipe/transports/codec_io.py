@@ -100,13 +100,16 @@ class ClientAudio:
 
     async def feed(self, data: bytes) -> bytes:
         """PCM16 for the pipeline from the next piece (raises :class:`CodecError`,
-        :class:`~voicepipe.errors.AudioFormatError` for malformed PCM)."""
+        :class:`~voicepipe.errors.AudioFormatError` for malformed PCM that must be
+        resampled; PCM already in the pipeline's format is passed on unchecked, as the
+        pipeline checks every chunk it is handed)."""
         if not self._seen:
             self._open(data)
         if self._decoder is not None:
             return await decode(self._decoder, data)
-        chunk = self.pcm_format.check_chunk(data)
-        return self._resampler.process(chunk) if self._resampler is not None else chunk
+        if self._resampler is None:
+            return data  # already the pipeline's format: it checks each chunk (once, there)
+        return self._resampler.process(self.pcm_format.check_chunk(data))
 
     async def end(self) -> bytes:
         """The end of the stream: what the decoder or resampler still held."""

@@ -30,6 +30,9 @@ class Inbox(Generic[T]):
     def __init__(self, size: int) -> None:
         self._items: deque[T] = deque()
         self._size = max(1, size)
+        # The running backend's Event class, looked up once: anyio.Event() finds the
+        # backend anew on every call, which costs more than the rest of a put.
+        self._event: type[anyio.Event] = type(anyio.Event())
         self._ready: anyio.Event | None = None  # the consumer waits for an item
         self._room: anyio.Event | None = None  # the producer waits for room
         self.closed = False
@@ -38,7 +41,7 @@ class Inbox(Generic[T]):
     async def put(self, item: T) -> None:
         """Queue ``item``; wait while the queue is full. Dropped once closed or abandoned."""
         while len(self._items) >= self._size and not (self.abandoned or self.closed):
-            self._room = room = anyio.Event()
+            self._room = room = self._event()
             await room.wait()
         if self.abandoned or self.closed:
             return
@@ -58,7 +61,7 @@ class Inbox(Generic[T]):
         while not self._items:
             if self.closed or self.abandoned:
                 raise StopAsyncIteration
-            self._ready = ready = anyio.Event()
+            self._ready = ready = self._event()
             await ready.wait()
         item = self._items.popleft()
         self._wake_producer()

@@ -176,8 +176,9 @@ class _Connection:
         # loop before it enqueues, and an input error could then slip in after `finish`.
         # Here the check of the gates and the enqueueing happen in one step.
         self._outbox: deque[str | bytes | _Close] = deque()
-        self._wake = anyio.Event()  # set when the outbox gets an item
-        self._room = anyio.Event()  # set when the outbox is back under OUTBOX_FRAMES
+        self._event: type[anyio.Event] = type(self.done)  # the backend's, looked up once
+        self._wake = self._event()  # set when the outbox gets an item
+        self._room = self._event()  # set when the outbox is back under OUTBOX_FRAMES
         self._audio: Inbox[bytes] = Inbox(input_buffer)
         self._text: Inbox[str] = Inbox(input_buffer)
         self._tg: TaskGroup | None = None
@@ -235,12 +236,12 @@ class _Connection:
         self._wake.set()
         while len(self._outbox) > OUTBOX_FRAMES and not self.done.is_set():
             if self._room.is_set():
-                self._room = anyio.Event()
+                self._room = self._event()
             await self._room.wait()  # the client is slow: whoever queues waits
 
     async def _next(self) -> str | bytes | _Close:
         while not self._outbox:
-            self._wake = anyio.Event()
+            self._wake = self._event()
             await self._wake.wait()
         item = self._outbox.popleft()
         if len(self._outbox) <= OUTBOX_FRAMES:
