@@ -104,6 +104,7 @@ def serve(llm_ttft: float, tts_ttfb: float, profile: str | None = None) -> None:
         max_session_seconds=3600,
         max_audio_bytes=1 << 40,
         form_store=Path(folder.name) / "forms.db",
+        gc_freeze=True,  # as `voicepipe serve` runs it
     )
     providers = Providers(
         FakeSTT(itertools.repeat("hello there")),

@@ -32,6 +32,7 @@ ROOT = Path(__file__).parent.parent
 FORMS = ROOT / "examples" / "forms"
 DSN = os.environ.get("VOICEPIPE_TEST_POSTGRES_DSN")
 STARTED = "Application startup complete."
+LISTENING = "Uvicorn running on"
 
 on_asyncio = pytest.mark.parametrize("anyio_backend", ["asyncio"])  # uvicorn's loop
 
@@ -130,6 +131,10 @@ async def voicepipe_serve(
     proc = server.proc
     try:
         await server.wait_for(STARTED, count=workers)
+        # With one worker, uvicorn logs the startup *before* it binds the port: a client
+        # that connected right then was refused (the flake under load). This line comes
+        # once the socket listens, whatever the number of workers.
+        await server.wait_for(LISTENING)
         yield server
     finally:
         if proc.poll() is None:
@@ -212,6 +217,22 @@ def test_workers_share_one_session_secret(tmp_path: Path, monkeypatch: pytest.Mo
         kept = os.environ.get("VOICEPIPE_SESSION_SECRET")
     assert len(made) >= 32 and made != again  # random, per `serve`
     assert kept is None  # the workers read the .env file's own
+
+
+def test_serve_freezes_startup_objects_out_of_the_collectors_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from voicepipe.cli.serve import _apply_settings
+    from voicepipe.server import ServerSettings
+
+    with clean_env(monkeypatch, tmp_path):
+        default = ServerSettings().gc_freeze
+        _apply_settings(None, None, None)
+        served = ServerSettings().gc_freeze
+        monkeypatch.setenv("VOICEPIPE_GC_FREEZE", "0")
+        _apply_settings(None, None, None)
+        told = ServerSettings().gc_freeze
+    assert (default, served, told) == (False, True, False)
 
 
 @pytest.mark.anyio

@@ -5,6 +5,7 @@ through the TestClient and through a real ``websockets`` client against uvicorn 
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import logging
@@ -524,3 +525,19 @@ def test_form_lease_length_is_a_setting(tmp_path: Path, monkeypatch: pytest.Monk
         store = server_of(app).store
     assert settings.form_lease_seconds == 7.5
     assert isinstance(store, SQLiteFormStore) and store.lease_seconds == 7.5
+
+
+def test_gc_freeze_at_startup_is_a_setting(tmp_path: Path) -> None:
+    f = fake_providers()
+    gc.unfreeze()
+    try:
+        with TestClient(make_app(tmp_path, f)) as client:
+            client.get("/health")
+            thawed = gc.get_freeze_count()
+        with TestClient(make_app(tmp_path, f, gc_freeze=True)) as client:
+            client.get("/health")
+            frozen = gc.get_freeze_count()
+    finally:
+        gc.unfreeze()  # the rest of the test run collects as usual
+    assert thawed == 0
+    assert frozen > 1000  # the modules, the app, the providers

@@ -394,3 +394,33 @@ async def test_clients_that_stop_reading_do_not_fill_the_server(tmp_path: Path) 
     assert got.of("assistant")[0]["content"] == "Hi."
     assert (got.code, got.reason) == (1000, "end_of_input")
     assert len(f.tts.texts) < 2 * 400 + 1  # the stories were cut short
+
+
+@pytest.mark.anyio
+@on_uvicorn
+async def test_send_timeout_is_a_setting_that_frees_the_slot_of_a_client_that_stops_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="voicepipe.transports.websocket")
+    # No session time limit to fall back on: only VOICEPIPE_SEND_TIMEOUT can end it.
+    monkeypatch.setenv("VOICEPIPE_SEND_TIMEOUT", "0.5")
+    story = "Once upon a time there was a very long story. " * 400
+    f = fake_providers([story])
+    app = make_app(tmp_path, f, max_sessions=1, max_session_seconds=3600)
+    server = server_of(app)
+    assert server.settings.send_timeout == 0.5
+    async with serve_on_loopback(app) as address:
+        turn = json.dumps({"type": "text", "content": "a story"})
+        stuck = await anyio.to_thread.run_sync(
+            never_reading_client, address, "/listen?mode=text", turn
+        )
+        try:
+            with anyio.fail_after(20):  # a hang guard; the timeout is 0.5 s
+                while server.sessions < 1:  # noqa: ASYNC110 - the server has no event for it
+                    await anyio.sleep(0.01)
+                while server.sessions:  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+        finally:
+            stuck.close()
+    assert "the client read nothing for 0.5 s; dropped" in caplog.text
+    assert len(f.tts.texts) < 400  # the story was cut short

@@ -128,6 +128,9 @@ def _apply_settings(env_file: Path | None, forms_dir: Path | None, drain: float 
         os.environ["VOICEPIPE_FORMS_DIR"] = str(forms_dir.resolve())
     if drain is not None:
         os.environ["VOICEPIPE_DRAIN_SECONDS"] = repr(drain)
+    # Startup's objects (modules, app, providers) live as long as the worker: freeze them
+    # out of the collector's way (docs/server.md, "Settings"), unless told otherwise.
+    os.environ.setdefault("VOICEPIPE_GC_FREEZE", "1")
     from pydantic import ValidationError
 
     from voicepipe.server.settings import ServerSettings

@@ -9,6 +9,7 @@ push-to-talk forms client) are in :mod:`voicepipe.server.dialects`.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -80,6 +81,11 @@ class VoiceServer:
             log.info("providers %s; forms %s", "/".join(names), ", ".join(self.forms) or "none")
             async with anyio.create_task_group() as tg:
                 await tg.start(self.drain.watch)
+                if self.settings.gc_freeze:
+                    # What startup made lives as long as the process: later collections
+                    # need not walk it (sessions' p99 lag falls with the pause length).
+                    gc.collect()
+                    gc.freeze()
                 yield
                 tg.cancel_scope.cancel()
 
@@ -144,6 +150,7 @@ class VoiceServer:
             max_frame_bytes=settings.max_frame_bytes,
             max_seconds=settings.max_session_seconds,
             max_audio_bytes=settings.max_audio_bytes,
+            send_timeout=settings.send_timeout,
             shutdown=self.drain.shutdown,
         )
 

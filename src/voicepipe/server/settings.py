@@ -39,7 +39,12 @@ class ServerSettings(BaseSettings):
     gives the assistant on ``/listen`` tools to call.
     On SIGTERM the server drains (:mod:`voicepipe.server.drain`): sessions in
     progress go on for ``drain_seconds``, then end; one still busy
-    ``drain_stop_seconds`` later is cut.
+    ``drain_stop_seconds`` later is cut. ``send_timeout``: seconds one frame
+    may wait for a client to read; a client that reads nothing for that long is
+    dropped and its slot freed. ``gc_freeze``: after startup, move every object
+    alive to the garbage collector's permanent generation (``gc.freeze()``), so
+    collections during sessions walk only the sessions' objects (shorter pauses,
+    a lower p99); ``voicepipe serve`` turns it on.
     """
 
     model_config = SettingsConfigDict(
@@ -66,6 +71,8 @@ class ServerSettings(BaseSettings):
     tools: str | None = None  # "module:attr": tools for /listen (docs/tools.md)
     drain_seconds: float = Field(default=30.0, ge=0)
     drain_stop_seconds: float = Field(default=10.0, ge=0)
+    send_timeout: float = Field(default=10.0, gt=0)
+    gc_freeze: bool = False
 
     @field_validator("allowed_origins", mode="before")
     @classmethod
