@@ -95,6 +95,8 @@ def test_page_static_files_and_health(tmp_path: Path) -> None:
         app_js = client.get("/static/app.js")
         worklet = client.get("/static/worklet.js")
         health = client.get("/health")
+        favicon = client.get("/favicon.ico")
+    assert favicon.status_code == 204  # the browser asks on every page load: not a 404
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     assert '<script src="/static/app.js"></script>' in page.text

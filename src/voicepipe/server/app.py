@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio
 from fastapi import FastAPI, WebSocket
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from voicepipe.audio import AudioFormat
@@ -186,6 +186,10 @@ def create_app(
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return Response(status_code=204)  # no icon, and no 404 in the log for every page load
 
     @app.get("/health")
     async def health() -> JSONResponse:

@@ -50,6 +50,11 @@ const state = {
   userLine: null,
   assistantLine: null,
   finished: false,
+  finishReason: null, // the `finish` event's reason ("shutdown": the server drained)
+  sessionId: null, // from the `session` event: a form session resumes by it
+  path: null, // what the mode selector chose when this conversation started
+  retries: 0, // reconnections in a row to a restarting server
+  reconnecting: null, // the timer of the next one
 };
 window.voicepipe = state;
 
@@ -85,12 +90,17 @@ async function loadModes() {
   }
 }
 
-async function start() {
+async function start(resume = false) {
   $("start").disabled = true;
   $("mode").disabled = true;
-  $("conversation").replaceChildren();
-  $("errors").replaceChildren();
+  if (!resume) {
+    clearTimeout(state.reconnecting);
+    $("conversation").replaceChildren();
+    $("errors").replaceChildren();
+    Object.assign(state, { sessionId: null, retries: 0, path: $("mode").value });
+  }
   Object.assign(state, { sentBytes: 0, receivedBytes: 0, cutOff: 0, cutAt: null, events: [], finished: false });
+  state.finishReason = null;
   Object.assign(state, { started: 0, ended: 0, replies: [], held: false, repliesPlayed: 0 });
   state.userLine = state.assistantLine = null;
   state.opus = opusWorks();
@@ -112,7 +122,26 @@ async function start() {
     teardown();
     return;
   }
-  connect($("mode").value);
+  connect(state.path);
+}
+
+// A server that restarts (a deploy drains its workers) refuses new sessions with 1012
+// and ends those in progress with `finish` "shutdown" and 1001: come back after a short,
+// growing, jittered wait (docs/server.md), to the same conversation or form session.
+const RECONNECT_TRIES = 5;
+
+function reconnectsAfter(event) {
+  return event.code === 1012 || (event.code === 1001 && state.finishReason === "shutdown");
+}
+
+function reconnect() {
+  state.retries += 1;
+  const delay = 250 * 2 ** (state.retries - 1) * (1 + Math.random() / 2);
+  setStatus(`server restarting: reconnecting in ${(delay / 1000).toFixed(1)} s…`);
+  state.reconnecting = setTimeout(() => {
+    state.reconnecting = null;
+    start(true);
+  }, delay);
 }
 
 function base64url(text) {
@@ -124,7 +153,7 @@ function connect(path) {
   const page = new URLSearchParams(location.search);
   const fragment = new URLSearchParams(location.hash.slice(1));
   const query = new URLSearchParams();
-  const session = fragment.get("session") || page.get("session");
+  const session = state.sessionId || fragment.get("session") || page.get("session");
   if (session) query.set("session", session);
   if (state.opus) {
     query.set("input", "webm");
@@ -143,11 +172,14 @@ function connect(path) {
     else play(message.data);
   };
   ws.onclose = (event) => {
-    if (event.code !== 1000 && event.code !== 1005) {
+    if (state.ws !== ws) return; // a connection the user already left
+    const again = reconnectsAfter(event) && state.retries < RECONNECT_TRIES;
+    if (event.code !== 1000 && event.code !== 1005 && !again) {
       showError(`connection closed (${event.code})${event.reason ? ": " + event.reason : ""}`);
     }
     if (!state.finished) setStatus(`closed (${event.code})`);
     teardown();
+    if (again) reconnect();
   };
   $("stop").disabled = false;
 }
@@ -380,6 +412,8 @@ function onEvent(event) {
   state.events.push(event.type);
   switch (event.type) {
     case "session":
+      state.retries = 0;
+      if (event.session_id && state.path && state.path.startsWith("forms/")) state.sessionId = event.session_id;
       if (event.output_format) state.outFormat = event.output_format;
       state.started = performance.now();
       startCapture(event.input_format.sample_rate);
@@ -445,6 +479,7 @@ function onEvent(event) {
       break;
     case "finish":
       state.finished = true;
+      state.finishReason = event.reason;
       stopCapture();
       setStatus(`finished (${event.reason})`);
       break;
@@ -466,6 +501,6 @@ function addAnswer(field, value) {
   $("form-answers").append(dt, dd);
 }
 
-$("start").addEventListener("click", start);
+$("start").addEventListener("click", () => start());
 $("stop").addEventListener("click", stop);
 loadModes();
