@@ -67,6 +67,12 @@ class ClientAudio:
         self._seen = False
 
     @property
+    def passthrough(self) -> bool:
+        """Whether the audio goes to the pipeline as it comes (PCM16 in its own format,
+        once the first piece has come): :meth:`feed` would return it unchanged."""
+        return self._seen and self._decoder is None and self._resampler is None
+
+    @property
     def started(self) -> bool:
         """Whether any audio came (a declaration after that is too late)."""
         return self._seen

@@ -46,7 +46,9 @@ class Inbox(Generic[T]):
         if self.abandoned or self.closed:
             return
         self._items.append(item)
-        self._wake_consumer()
+        if self._ready is not None:  # inline: this runs for every audio frame
+            self._ready.set()
+            self._ready = None
 
     def close(self) -> None:
         """No more items: the consumer ends after those queued."""
@@ -64,7 +66,9 @@ class Inbox(Generic[T]):
             self._ready = ready = self._event()
             await ready.wait()
         item = self._items.popleft()
-        self._wake_producer()
+        if self._room is not None:  # inline: this runs for every audio frame
+            self._room.set()
+            self._room = None
         return item
 
     async def aclose(self) -> None:

@@ -126,6 +126,13 @@ class VoicepipeDialect(Dialect):
             self.audio_in.close()
 
     async def _on_audio(self, data: bytes, link: Link) -> None:
+        audio_in = self.audio_in
+        if audio_in is not None and audio_in.passthrough and not self.text_mode:
+            if link.input_ended:
+                await link.error("audio after stop is ignored")
+            else:
+                await link.audio(data)  # the common case: PCM16 in the pipeline's format
+            return
         if self.text_mode:
             await link.error('this session takes typed turns ({"type": "text"}), not audio')
             return
