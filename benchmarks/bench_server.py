@@ -118,7 +118,12 @@ def serve(llm_ttft: float, tts_ttfb: float, profile: str | None = None) -> None:
     sock.listen(4096)  # clients may connect (and wait) from now on
     print(sock.getsockname()[1], flush=True)
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, ws_ping_interval=None, backlog=4096
+        app,
+        log_level="warning",
+        access_log=False,
+        ws_ping_interval=None,
+        ws_per_message_deflate=False,  # as `voicepipe serve` runs it
+        backlog=4096,
     )
     if profile:
         import cProfile

@@ -22,6 +22,7 @@ import anyio
 import httpx
 import pytest
 from typer.testing import CliRunner
+from websockets.asyncio.client import connect
 
 from tests.server_apps import ANSWERS, STORY
 from tests.test_transport_websocket import Received, adrain, loopback
@@ -248,6 +249,10 @@ async def test_serve_runs_the_page_and_sessions_on_two_workers(tmp_path: Path) -
             got = Received()
             await say(ws, "hello")
             reply = await recv_event(ws, "assistant", got)
+        url = f"ws://{server.address}/listen?mode=text"
+        async with connect(url, proxy=None, compression="deflate") as offering:
+            assert offering.response is not None
+            extensions = offering.response.headers.get("Sec-WebSocket-Extensions")
         server.proc.send_signal(signal.SIGTERM)
         code = await server.exited()
     pids = set(re.findall(r"Started server process \[(\d+)\]", server.log))
@@ -258,6 +263,7 @@ async def test_serve_runs_the_page_and_sessions_on_two_workers(tmp_path: Path) -
     assert page.status_code == 200 and "<script" in page.text
     assert script.status_code == 200 and "new WebSocket(" in script.text
     assert reply["content"] == STORY.strip()
+    assert extensions is None  # permessage-deflate offered, and declined
     assert code == 0  # the parent drained its workers and exited
 
 

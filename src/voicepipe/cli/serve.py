@@ -107,6 +107,9 @@ def serve(
             workers=workers,
             log_level=log_level,
             log_config=_log_config(),
+            # Audio does not compress, and a deflate context costs ~300 KiB per session
+            # and CPU on every frame: no permessage-deflate (docs/server.md).
+            ws_per_message_deflate=False,
         )
         return EXIT_OK
 
