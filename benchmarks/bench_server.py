@@ -9,15 +9,24 @@ frame, minus what the fakes take (``--llm-ttft`` + ``--tts-ttfb``). That is
 the network, the server's queueing, the transport and the pipeline together.
 
 For each N it prints p50/p99 overhead, the server's own figure (the pipeline's
-``end_of_turn_to_first_audio_ms``), how late the clients' sends ran, and the
-server's memory per session (RSS at the peak minus before, over N). It stops
-at the first N whose p99 is over ``--target-ms`` (50) and reports the largest
-N under it. Clients and server share this machine's cores, so the figure is a
-floor for the server alone.
+``end_of_turn_to_first_audio_ms``), how late the clients' sends ran, the
+server's memory per session (RSS at the peak minus before, over N), its share
+of a core, and its **CPU time per client frame** (all of it: uvicorn, the
+transport, the pipeline, FakeSTT, the replies; the figure that load on a shared
+machine moves least). It stops at the first N whose p99 is over
+``--target-ms`` (50; ``inf`` runs every N) and reports the largest N under it.
+The server runs as ``voicepipe serve`` runs it (``gc.freeze()`` after startup,
+no permessage-deflate).
 
-Run: ``python benchmarks/bench_server.py`` (small and quick, CI-safe) or e.g.
-``python benchmarks/bench_server.py --sessions 25,50,75,100,150 --turns 4``;
-``--chunk-ms 100`` sends 100 ms frames instead of 20 ms ones.
+Run: ``python benchmarks/bench_server.py`` (small and quick, CI-safe). The
+figures in ``docs/server.md``, the server alone on one core and the clients
+on the other::
+
+    taskset -c 0 python benchmarks/bench_server.py --cpu 1 \\
+        --sessions 50,100,150,200,300,400 --turns 3 --target-ms inf
+
+``--chunk-ms 100`` sends 100 ms frames instead of 20 ms ones; ``--profile
+server.prof`` writes the server's cProfile (CPU time) for ``python -m pstats``.
 """
 
 from __future__ import annotations

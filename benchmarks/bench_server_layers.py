@@ -1,0 +1,195 @@
+"""Where a server's time per audio frame goes: the same load on four servers, layer by layer.
+
+N clients stream 20 ms frames of silence in real time (no turn, no reply) to a
+uvicorn server in a subprocess that is, by ``--layer``:
+
+* ``bare``: a plain ASGI app that receives and drops each frame (uvicorn's
+  ``websockets-sansio`` protocol, the ASGI queue, one task wake-up);
+* ``starlette``: the same through Starlette's ``WebSocket``;
+* ``transport``: voicepipe's server (``voicepipe.server.create_app``: the
+  transport core, the dialect, the pipeline) with an STT that drops the audio;
+* ``full``: the same with ``FakeSTT`` and the turn taking, as in ``bench_server.py``.
+
+It prints the server's CPU time per frame and, with ``--callgrind`` (valgrind
+installed; use one session: the server runs ~50× slower), its instructions per
+frame, counted only while the clients stream: the figure that a busy machine
+does not move. Run ``python benchmarks/bench_server_layers.py --layer full
+--sessions 1 --seconds 8 --callgrind`` for each layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+FRAME = bytes(640)  # 20 ms of 16 kHz PCM16 silence
+
+
+def bare_app() -> Any:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+    return app
+
+
+def starlette_app() -> Any:
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket
+
+    async def endpoint(websocket: WebSocket) -> None:
+        await websocket.accept()
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
+
+    return Starlette(routes=[WebSocketRoute("/listen", endpoint)])
+
+
+def voicepipe_app(layer: str) -> Any:
+    from voicepipe.audio import AudioFormat
+    from voicepipe.providers.base import Emit
+    from voicepipe.providers.fake import FakeLLM, FakeSTT, FakeTTS
+    from voicepipe.server import Providers, ServerSettings, create_app
+
+    class DropSTT:
+        async def transcribe(
+            self, audio: AsyncIterable[bytes], format: AudioFormat, emit: Emit
+        ) -> None:
+            async for _ in audio:
+                pass
+
+    stt: Any = FakeSTT(itertools.repeat("hello")) if layer == "full" else DropSTT()
+    settings = ServerSettings(
+        max_sessions=100_000,
+        max_session_seconds=3600,
+        max_audio_bytes=1 << 40,
+        form_store=Path(tempfile.mkdtemp(prefix="voicepipe-layers-")) / "forms.db",
+        gc_freeze=True,
+    )
+    providers = Providers(stt, FakeLLM(["Sure."]), FakeTTS(), ("fake",) * 3)
+    return create_app(settings, providers=providers)
+
+
+def serve(layer: str) -> None:
+    """Child process: the server of ``layer``; prints its port."""
+    import uvicorn
+
+    if layer == "bare":
+        app = bare_app()
+    elif layer == "starlette":
+        app = starlette_app()
+    else:
+        app = voicepipe_app(layer)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(4096)
+    print(sock.getsockname()[1], flush=True)
+    config = uvicorn.Config(
+        app, log_level="warning", ws_ping_interval=None, ws_per_message_deflate=False
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def client(port: int, seconds: float, delay: float, sent: list[int]) -> None:
+    from websockets.asyncio.client import connect
+
+    await asyncio.sleep(delay)
+    url = f"ws://127.0.0.1:{port}/listen"
+    async with connect(url, proxy=None, compression=None, ping_interval=None) as ws:
+        start = time.perf_counter()
+        count = 0
+        while time.perf_counter() - start < seconds:
+            count += 1
+            await asyncio.sleep(max(0.0, start + count * 0.02 - time.perf_counter()))
+            await ws.send(FRAME)
+            sent[0] += 1
+
+
+async def load(port: int, pid: int, args: argparse.Namespace) -> tuple[int, float]:
+    n = args.sessions
+    warm = [0]
+    await asyncio.gather(*(client(port, 1.0, i / n, warm) for i in range(n)))
+    if args.callgrind:
+        callgrind_control(pid, "-i", "on")  # count from here (the clients are idle)
+    sent = [0]
+    before = cpu_seconds(pid)
+    await asyncio.gather(*(client(port, args.seconds, i / n, sent) for i in range(n)))
+    cpu = cpu_seconds(pid) - before
+    if args.callgrind:
+        callgrind_control(pid, "-i", "off")
+        callgrind_control(pid, "-d")  # write the count to the file with the .1 suffix
+    return sent[0], cpu
+
+
+def callgrind_control(pid: int, *args: str) -> None:
+    subprocess.run(["callgrind_control", *args, str(pid)], capture_output=True, check=False)
+
+
+def instructions(out: Path) -> int:
+    """The instructions of the dump taken after the load (the file with the ``.1`` suffix)."""
+    for line in Path(f"{out}.1").read_text().splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    return 0
+
+
+def main(args: argparse.Namespace) -> None:
+    command = [sys.executable, __file__, "--serve", args.layer]
+    out = Path(tempfile.mkdtemp(prefix="voicepipe-callgrind-")) / "server.out"
+    if args.callgrind:
+        valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
+        command = [*valgrind, f"--callgrind-out-file={out}", *command]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+    ) as server:
+        try:
+            assert server.stdout is not None
+            port = int(server.stdout.readline())
+            frames, cpu = asyncio.run(load(port, server.pid, args))
+        finally:
+            server.terminate()
+    line = f"{args.layer:>9}: {args.sessions} sessions, {frames} frames, "
+    line += f"server CPU {cpu / frames * 1e6:.1f} µs/frame"
+    if args.callgrind:
+        line += f", {instructions(out) / frames / 1000:.1f}k instructions/frame"
+    print(line)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    layers = ["bare", "starlette", "transport", "full"]
+    parser.add_argument("--layer", choices=layers, default="full")
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--callgrind", action="store_true", help="count instructions")
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.serve:
+        serve(arguments.serve)
+    else:
+        main(arguments)
