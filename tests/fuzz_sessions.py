@@ -540,6 +540,7 @@ _segment = st.one_of(
     st.tuples(st.sampled_from(["speech", "silence", "noise"]), _ms),
     st.tuples(st.just("over"), st.one_of(_short_ms, _ms)),
 )
+_request = st.sampled_from(["hello", "tell me more", "what"])
 _turn = st.one_of(
     st.sampled_from(["hello", "tell me more", "bye", "what"]),
     st.sampled_from(BACKCHANNELS),
@@ -565,7 +566,12 @@ def timelines(draw: st.DrawFn, *, tools: bool | None = None) -> Timeline:
     return Timeline(
         audio=tuple(draw(st.lists(_segment, min_size=1, max_size=8))),
         hang_up=draw(st.sampled_from([True, True, True, False])),  # a line left open: 1 in 4
-        turns=tuple(draw(st.lists(_turn, min_size=1, max_size=4))),
+        # With tools the first burst is a request more often, so the model gets to call.
+        turns=tuple(
+            draw(st.lists(_turn, min_size=1, max_size=4))
+            if not with_tools or draw(st.booleans())
+            else [draw(_request), *draw(st.lists(_turn, max_size=3))]
+        ),
         over_delay_ms=draw(st.sampled_from([0, 0, 100, 300, 1000])),
         greeting=draw(st.none() | _sentence_text.filter(bool)),
         farewell=draw(st.none() | st.just("Goodbye now. Take care.")),

@@ -90,6 +90,7 @@ def test_random_timelines_keep_the_contract_in_real_time(backend: str, timeline:
             "over_delay_ms": min(timeline.over_delay_ms, 100),
             "llm_token_delay": min(timeline.llm_token_delay, 0.01),
             "tts_chunk_delay": min(timeline.tts_chunk_delay, 0.01),
+            "read_delay": min(timeline.read_delay, 0.01),
         }
     )
     check(short, backend, virtual=False)
