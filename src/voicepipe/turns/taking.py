@@ -227,7 +227,11 @@ class TurnTaking:
                 await self._changed.wait()
                 continue
             now = self.clock()
-            if self.judge is not None:
-                await self._apply(self.judge.tick(now))
-            if self._held is not None and now >= self._held.deadline:
-                await self._release()
+            # Shielded: the end of the input cancels this task, and a pause's
+            # `resumed` or a held turn must not be lost half-sent (the STT's own
+            # events are never cut off that way).
+            with anyio.CancelScope(shield=True):
+                if self.judge is not None:
+                    await self._apply(self.judge.tick(now))
+                if self._held is not None and now >= self._held.deadline:
+                    await self._release()
