@@ -189,6 +189,19 @@ FOUND = {
         event_buffer=1,
         read_delay=0.4,
     ),
+    # A cough over the reply, then the input ends while a slow consumer holds
+    # the barge-in timer's `resumed` waiting for room: the end of the input
+    # cancelled the timer task mid-emit, the `resumed` was lost and the reply
+    # played on while the client was paused (rule 4). Fixed (turns/taking.py):
+    # the timers' resume, cut and held-turn release are shielded.
+    "resumed-lost-at-end-of-input": Timeline(
+        audio=(("speech", 100), ("over", 20)),
+        turns=("uh-huh",),
+        stt_silence_ms=100,
+        tts_chunk_ms=20,
+        event_buffer=1,
+        read_delay=0.4,
+    ),
 }
 
 
