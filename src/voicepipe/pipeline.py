@@ -102,6 +102,7 @@ class _Session:
         self._gate: anyio.Event | None = None  # set while the reply is paused
         self._paused_at = 0.0
         self.gone = False  # the consumer closed the event stream
+        self.failed = False  # a fatal error: nothing more of any reply goes out
         self.reply_scope: anyio.CancelScope | None = None
         self.reply_state: ReplyState | None = None
         self.finish_reason = "end_of_input"
@@ -251,7 +252,7 @@ class _Session:
         """
         while self._gate is not None:
             await self._gate.wait()
-        return not state.interrupted
+        return not state.interrupted and not self.failed
 
     def _unpause(self) -> None:
         self._resuming = False
@@ -440,6 +441,7 @@ class Pipeline:
     async def _fatal(self, session: _Session, stage: Stage, message: str) -> None:
         log.warning("session %s ends: %s failed: %s", self.session_id, stage, message)
         session.finish_reason = "error"
+        session.failed = True  # a reply going on (or starting) while this is sent says no more
         interrupted = session.cut()  # the reply in progress stops: say so, like any cut
         if interrupted is not None:
             await session.emit(interrupted)
