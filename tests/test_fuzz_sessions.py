@@ -202,6 +202,29 @@ FOUND = {
         event_buffer=1,
         read_delay=0.4,
     ),
+    # The STT fails for good while a slow consumer holds the fatal `error`
+    # waiting for room: meanwhile the respond loop took the next queued turn
+    # and its reply went out after the `error` (rule 7). Fixed (pipeline.py):
+    # a fatal error marks the session failed before it is sent, and no reply
+    # speaks once it is.
+    "reply-after-the-fatal-error": Timeline(
+        audio=(("speech", 20),) * 4 + (("over", 260),),
+        hang_up=False,
+        turns=("sí",),
+        over_delay_ms=1000,
+        greeting="I can help with that.",
+        stt_silence_ms=100,
+        stt_fail_at_chunk=123,
+        llm_replies=("Hmm?",),
+        llm_ttft=0.1,
+        llm_token_delay=0.3,
+        tts_ttfb=0.3,
+        tts_chunk_ms=20,
+        tts_chunk_delay=0.05,
+        barge_in=False,
+        event_buffer=2,
+        read_delay=0.4,
+    ),
 }
 
 
