@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 from anyio.abc import TaskGroup
 
 from voicepipe.events import Event
-from voicepipe.providers.base import LLM, Usage
+from voicepipe.providers.base import LLM, STTHint, Usage
 
 __all__ = ["Policy", "PolicyContext", "Reply"]
 
@@ -29,7 +29,11 @@ class Reply:
     ``finish_reason``) once the reply has been spoken. ``expecting`` names
     the kind of value the caller's next turn should hold (``"phone"``,
     ``"email"``, ``"number"``, ...): a hint for end-of-turn detection, since
-    people pause inside phone numbers; None for free speech.
+    people pause inside phone numbers; None for free speech. ``options``
+    (a choice's options) and ``confirmed`` (a wrong value will be read
+    back) refine it for an STT that listens for what is expected
+    (:class:`~voicepipe.providers.base.STTHint`); ``language`` is the
+    language of the caller's answer.
     """
 
     text: str | AsyncIterable[str] = ""
@@ -37,6 +41,15 @@ class Reply:
     events: Sequence[Event] = ()
     finish_reason: str = "policy"
     expecting: str | None = None
+    options: tuple[str, ...] = ()
+    confirmed: bool = False
+    language: str = "en"
+
+    def hint(self) -> STTHint | None:
+        """What an STT may listen for in the next turn, or None for free speech."""
+        if self.expecting is None:
+            return None
+        return STTHint(self.expecting, self.options, self.language, self.confirmed)
 
 
 async def _discard(event: Event) -> None:

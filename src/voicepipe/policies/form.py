@@ -606,10 +606,14 @@ class FormPolicy:
         A read-back expects the field's kind too, not a bare yes/no: the
         answer may be a correction ("no, it's five five five ...").
         """
+        field = self.form.fields[self._current]
         return Reply(
             self._phrase(ctx, text),
             events=events or [],
-            expecting=EXPECTING[self.form.fields[self._current].type],
+            expecting=EXPECTING[field.type],
+            options=tuple(field.choices or ()),
+            confirmed=field.confirms,
+            language=self.language,
         )
 
     def _phrase(self, ctx: PolicyContext, text: str) -> str | AsyncIterable[str]:

@@ -25,8 +25,11 @@ __all__ = [
     "STT",
     "TTS",
     "Emit",
+    "Expectation",
+    "ExpectingSTT",
     "Message",
     "STTEvent",
+    "STTHint",
     "ToolCall",
     "ToolLLM",
     "ToolSpec",
@@ -110,6 +113,61 @@ class STT(Protocol):
         closed when this returns, raises, or is cancelled.
         """
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class STTHint:
+    """What the caller's next turn should hold, as the policy said (``Reply.expecting``).
+
+    ``kind`` is ``"phone"``, ``"email"``, ``"number"``, ``"date"``,
+    ``"yes_no"``, ``"choice"``, ...; ``options`` are the words that answer
+    it when there is a closed set (a choice's options); ``language`` is the
+    language it will be said in; ``confirmed`` is True when a wrong value
+    will be read back to the caller before it is stored, so an STT may guess
+    more boldly. An STT may use it to narrow what it listens for.
+    """
+
+    kind: str
+    options: tuple[str, ...] = ()
+    language: str = "en"
+    confirmed: bool = False
+
+
+class Expectation:
+    """One session's current :class:`STTHint`, set by the pipeline once per reply.
+
+    The STT reads ``hint`` when it decides what an utterance said; None
+    means free speech. One per session: STT objects are shared by sessions.
+    """
+
+    __slots__ = ("hint",)
+
+    def __init__(self, hint: STTHint | None = None) -> None:
+        self.hint = hint
+
+
+@runtime_checkable
+class ExpectingSTT(Protocol):
+    """An STT that can also use the policy's :class:`STTHint` (optional).
+
+    ``transcribe_expecting`` is :meth:`STT.transcribe` with the session's
+    :class:`Expectation`, which changes as the conversation goes on. The
+    pipeline calls it instead of ``transcribe`` when the STT has it; STTs
+    without it are unaffected.
+    """
+
+    async def transcribe_expecting(
+        self, audio: AsyncIterable[bytes], format: AudioFormat, emit: Emit, expect: Expectation
+    ) -> None: ...
+
+
+def transcribe(
+    stt: STT, audio: AsyncIterable[bytes], format: AudioFormat, emit: Emit, expect: Expectation
+) -> Awaitable[None]:
+    """Run ``stt`` on ``audio``, handing it ``expect`` when it can use one."""
+    if isinstance(stt, ExpectingSTT):
+        return stt.transcribe_expecting(audio, format, emit, expect)
+    return stt.transcribe(audio, format, emit)
 
 
 @runtime_checkable
