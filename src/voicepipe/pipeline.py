@@ -43,7 +43,7 @@ from voicepipe.events import (
 )
 from voicepipe.policies.base import Policy, PolicyContext, Reply
 from voicepipe.policies.conversation import ConversationPolicy
-from voicepipe.providers.base import LLM, STT, TTS, Usage
+from voicepipe.providers.base import LLM, STT, TTS, Expectation, Usage, transcribe
 from voicepipe.speaking import ReplyState, Speaker
 from voicepipe.streams import CLOSE_TIMEOUT, aiter_any, closing, put
 from voicepipe.turns import BargeIn, LocalTurnDetector, TurnDetector, TurnTaking
@@ -98,6 +98,7 @@ class _Session:
         self.playback = playback  # a client that reports what it played
         self.audio_bytes = 0  # reply audio emitted so far (what Playback.played counts)
         self.expecting: str | None = None  # the last reply's Reply.expecting
+        self.expect = Expectation()  # the same, as the STT's hint (Reply.hint)
         self.turn_queue: MemoryObjectSendStream[_Turn] | None = None
         self._gate: anyio.Event | None = None  # set while the reply is paused
         self._paused_at = 0.0
@@ -460,7 +461,9 @@ class Pipeline:
         taking = TurnTaking(session, barge_in=self.barge_in, detector=self.turn_detector)
         async with closing(self._checked(audio, session)) as chunks:
             try:
-                await taking.run(lambda emit: stt.transcribe(chunks, self.input_format, emit))
+                await taking.run(
+                    lambda emit: transcribe(stt, chunks, self.input_format, emit, session.expect)
+                )
             except ProviderError:
                 raise
             except Exception as exc:
@@ -534,6 +537,7 @@ class Pipeline:
                     reply = await self.policy.on_user_turn(turn.text, ctx)
                 state.deciding = False
                 session.expecting = reply.expecting if reply is not None else None
+                session.expect.hint = reply.hint() if reply is not None else None
                 if reply is not None:
                     for event in reply.events:
                         await session.emit(event)
