@@ -1,0 +1,124 @@
+"""PocketSphinx listening for what the form expects (``STTHint``): a grammar of the
+expected answers, and no value invented from speech or noise that is not one.
+
+The answers are spoken by the project's Piper voice into a temporary folder
+(deterministic: the voice's noise is off), like ``examples/audio/make_samples.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voicepipe.audio import AudioFormat, chunk_pcm, read_wav, resample
+from voicepipe.events import UserTurn
+from voicepipe.providers.base import Expectation, STTEvent, STTHint
+from voicepipe.providers.local.sphinx_grammars import grammar_for, rival_for
+
+pytest.importorskip("pocketsphinx", reason="PocketSphinx is not installed (the 'local' extra)")
+pytest.importorskip("piper", reason="Piper is not installed (the 'local' extra)")
+
+from voicepipe.providers.local import PiperTTS, PocketSphinxSTT
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+FORMAT = AudioFormat(sample_rate=16000, channels=1)
+SAMPLES = Path(__file__).parent.parent / "examples" / "audio"
+MEAL = STTHint("choice", ("vegetarian", "chicken", "fish"))
+PHONE = STTHint("phone", confirmed=True)
+# What the general model hears in these (measured): a phone's "two one two" as
+# "to want to", "fish please" as "this please", "chicken" as "take it".
+SPOKEN = {
+    "phone": "two one two double five five zero two three seven",
+    "fish": "fish please",
+    "chicken": "chicken",
+}
+SPEED = {"phone": 1.2}  # Piper's length_scale (1.0 otherwise)
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+async def spoken(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """Each of SPOKEN said by Piper, with the samples' silences around it."""
+    out: dict[str, bytes] = {}
+    for name, text in SPOKEN.items():
+        tts = PiperTTS(noise_scale=0.0, noise_w_scale=0.0, length_scale=SPEED.get(name, 1.0))
+        pcm = b"".join([chunk async for chunk in tts.synthesize(text)])
+        speech = resample(pcm, tts.output_format, FORMAT)
+        out[name] = bytes(FORMAT.bytes_for(300)) + speech + bytes(FORMAT.bytes_for(1200))
+    return out
+
+
+async def heard(pcm: bytes, hint: STTHint | None) -> list[str]:
+    turns: list[str] = []
+
+    async def audio() -> AsyncIterator[bytes]:
+        for chunk in chunk_pcm(pcm, FORMAT, 20):
+            yield chunk
+
+    async def emit(event: STTEvent) -> None:
+        if isinstance(event, UserTurn):
+            turns.append(event.content)
+
+    await PocketSphinxSTT().transcribe_expecting(audio(), FORMAT, emit, Expectation(hint))
+    return turns
+
+
+async def test_a_phone_number_is_heard_as_digits_while_a_phone_is_expected(
+    spoken: dict[str, bytes],
+) -> None:
+    assert await heard(spoken["phone"], None) != [SPOKEN["phone"]]  # the general model
+    assert await heard(spoken["phone"], PHONE) == [SPOKEN["phone"]]
+
+
+async def test_a_choice_is_heard_among_its_options(spoken: dict[str, bytes]) -> None:
+    assert await heard(spoken["fish"], None) == ["this please"]
+    assert await heard(spoken["fish"], MEAL) == ["fish please"]
+
+
+async def test_speech_that_is_not_an_answer_keeps_its_general_transcript() -> None:
+    pcm, fmt = read_wav(SAMPLES / "capital_of_france.wav")
+    pcm = resample(pcm, fmt, FORMAT)
+    general = await heard(pcm, None)
+    assert general == ["what is the capital of france"]
+    # Not read back: the grammar's forced reading must not replace it.
+    assert await heard(pcm, MEAL) == general
+    assert await heard(pcm, STTHint("phone", confirmed=False)) == general
+
+
+async def test_noise_stores_no_value() -> None:
+    rng = np.random.default_rng(7)
+    noise = (rng.normal(0, 3000, FORMAT.sample_rate)).astype("<i2").tobytes()
+    pcm = bytes(FORMAT.bytes_for(300)) + noise + bytes(FORMAT.bytes_for(1200))
+    for hint in (MEAL, STTHint("phone", confirmed=False)):
+        said = " ".join(await heard(pcm, hint)).split()
+        assert not {"vegetarian", "chicken", "fish"} & set(said)
+        assert sum(w in ("one", "two", "three", "four", "five", "six") for w in said) < 7
+
+
+async def test_a_spanish_hint_uses_no_grammar(spoken: dict[str, bytes]) -> None:
+    spanish = STTHint("choice", ("vegetarian", "chicken", "fish"), language="es")
+    assert await heard(spoken["chicken"], spanish) == await heard(spoken["chicken"], None)
+
+
+def test_grammars_only_for_kinds_and_words_the_engine_has() -> None:
+    def known(word: str) -> bool:
+        return word != "quinoa"
+
+    assert grammar_for(STTHint("date"), known) is None  # left to the general model
+    assert grammar_for(STTHint("choice", ("quinoa", "fish")), known) is None
+    choice = grammar_for(MEAL, known)
+    assert choice is not None
+    assert "<option> = chicken | fish | vegetarian;" in choice
+    email = grammar_for(STTHint("email"), known)
+    assert email is not None
+    assert " at <domain>" in email
+    assert rival_for("take him") is not None
+    assert rival_for("eighty s. the") is None  # not a grammar word: no rival, keep the text
