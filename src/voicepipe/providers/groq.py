@@ -22,6 +22,7 @@ contains the key.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import AsyncGenerator, AsyncIterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
@@ -33,7 +34,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from voicepipe.audio import AudioFormat, wav_bytes
 from voicepipe.errors import ProviderError, Stage
 from voicepipe.providers._openai import CallAssembler, chat_messages, chat_tools
-from voicepipe.providers.base import ToolCall, ToolSpec
+from voicepipe.providers.base import Emit, Expectation, STTHint, ToolCall, ToolSpec
 from voicepipe.segmenter import VAD, SegmentedSTT
 
 if TYPE_CHECKING:
@@ -486,13 +487,20 @@ class GroqSTT:
         if self._owns_client:
             await self.client.close()
 
-    async def transcribe_segment(self, pcm: bytes, format: AudioFormat) -> str:
-        """Transcribe one segment of PCM16 audio (sent as a WAV file)."""
+    async def transcribe_segment(
+        self, pcm: bytes, format: AudioFormat, *, hint: STTHint | None = None
+    ) -> str:
+        """Transcribe one segment of PCM16 audio (sent as a WAV file).
+
+        With ``hint``, Whisper's ``prompt`` names what is expected (the words
+        of such an answer, never an example value), after ``self.prompt``.
+        """
         extra: dict[str, Any] = {}
         if self.language:
             extra["language"] = self.language
-        if self.prompt:
-            extra["prompt"] = self.prompt
+        prompt = " ".join(p for p in (self.prompt, whisper_prompt(hint)) if p)
+        if prompt:
+            extra["prompt"] = prompt
         try:
             result = await self.client.audio.transcriptions.create(
                 file=("segment.wav", wav_bytes(pcm, format), "audio/wav"),
@@ -510,3 +518,57 @@ class GroqSTT:
     ) -> None:
         """Streaming STT: VAD-segment ``audio`` and transcribe each segment with Groq."""
         await self.segmenter.transcribe(audio, format, emit)
+
+    async def transcribe_expecting(
+        self, audio: AsyncIterable[bytes], format: AudioFormat, emit: Emit, expect: Expectation
+    ) -> None:
+        """:meth:`transcribe`, each segment prompted with the session's current hint."""
+        segmenter = copy.copy(self.segmenter)
+        segmenter.batch = _Hinted(self, expect)
+        await segmenter.transcribe(audio, format, emit)
+
+
+class _Hinted:
+    """One session's batch STT: GroqSTT with the hint the session holds when a segment ends."""
+
+    def __init__(self, stt: GroqSTT, expect: Expectation) -> None:
+        self.stt = stt
+        self.expect = expect
+
+    async def transcribe_segment(self, pcm: bytes, format: AudioFormat) -> str:
+        return await self.stt.transcribe_segment(pcm, format, hint=self.expect.hint)
+
+
+# Whisper's prompt per hint kind and language: the vocabulary of such an answer,
+# no example value (a prompt's words can come back as a transcript of silence).
+_PROMPTS: dict[str, dict[str, str]] = {
+    "en": {
+        "phone": "A phone number, digit by digit: zero, oh, double, triple, plus.",
+        "email": "An e-mail address, spelled out: at, dot, underscore, dash, gmail, "
+        "yahoo, hotmail, outlook.",
+        "number": "A number.",
+        "date": "A date.",
+        "yes_no": "Yes or no.",
+        "choice": "One of: {options}.",
+    },
+    "es": {
+        "phone": "Un número de teléfono, cifra a cifra: cero, doble, triple, más.",
+        "email": "Un correo electrónico, deletreado: arroba, punto, guion bajo, guion, "
+        "gmail, yahoo, hotmail, outlook.",
+        "number": "Un número.",
+        "date": "Una fecha.",
+        "yes_no": "Sí o no.",
+        "choice": "Una de: {options}.",
+    },
+}
+
+
+def whisper_prompt(hint: STTHint | None) -> str:
+    """Whisper's ``prompt`` for ``hint`` ("" for none, or a kind or language without one)."""
+    if hint is None:
+        return ""
+    prompts = _PROMPTS.get(hint.language.split("-")[0].casefold(), {})
+    template = prompts.get(hint.kind, "")
+    if "{options}" in template:
+        return template.format(options=", ".join(hint.options)) if hint.options else ""
+    return template
