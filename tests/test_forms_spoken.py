@@ -81,6 +81,8 @@ MEAL = Field(
         (BORN, "the 3rd of March 1990", "en", "1990-03-03"),
         (BORN, "july fourth nineteen oh five", "en", "1905-07-04"),
         (BORN, "december twenty fifth two thousand and one", "en", "2001-12-25"),
+        # A cardinal day before a year in halves: 26 and 1955, not 2619 and a day 55.
+        (BORN, "july twenty six nineteen fifty five", "en", "1955-07-26"),
         (BORN, "1990-03-03", "en", "1990-03-03"),
         (BORN, "3/4/1990", "en", "1990-03-04"),
         (BORN, "3/4/1990", "es", "1990-04-03"),
@@ -116,6 +118,7 @@ def test_one_value_is_read(field: Field, said: str, lang: str, value: Any) -> No
         (PHONE, "four one five"),  # too short to be valid
         (BORN, "March nineteen ninety"),  # no day
         (BORN, "the third of March"),  # no year
+        (BORN, "july twenty six nineteen"),  # 26 and 19, or 2619 with no day: no date
         (AGREE, "I guess"),
         (MEAL, "fish or chicken"),
         (MEAL, "whatever you have"),

@@ -10,6 +10,7 @@ there is no value.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import date
 
 from voicepipe.forms.spoken._text import digits_text
@@ -49,21 +50,21 @@ def dates(text: str, lang: Language) -> list[str]:
             numbers.append((i, int(token), False))
         elif token in lang.zero_words and 0 < i < len(tokens) - 1 and tokens[i + 1].isdigit():
             numbers.append((i, 0, False))  # "nineteen oh five"
-    year, used = _year(numbers)
-    if year is None:
-        return []
-    days = [n for n in numbers if n[0] not in used and 1 <= n[1] <= 31]
-    if len(days) != 1:
-        return []
-    _add(found, year, month, days[0][1])
-    return found
+    # The first reading of the year that leaves exactly one day: "july twenty six
+    # nineteen fifty five" is 26 and 1955, not 2619 and a day of 55.
+    for year, used in _years(numbers):
+        days = [n for n in numbers if n[0] not in used and 1 <= n[1] <= 31]
+        if len(days) == 1:
+            _add(found, year, month, days[0][1])
+            return found
+    return []
 
 
-def _year(numbers: list[tuple[int, int, bool]]) -> tuple[int | None, set[int]]:
-    """The year and the positions of the tokens it was said in."""
+def _years(numbers: list[tuple[int, int, bool]]) -> Iterator[tuple[int, set[int]]]:
+    """Each way a year may have been said: its value and the positions of its tokens."""
     for i, value, ordinal in numbers:
         if 1000 <= value <= 2999 and not ordinal:
-            return value, {i}
+            yield value, {i}
     # Said in halves: "19 90", "20 24", "19 oh 5".
     for k in range(len(numbers) - 1):
         (i, high, o1), (j, low, o2) = numbers[k], numbers[k + 1]
@@ -72,10 +73,9 @@ def _year(numbers: list[tuple[int, int, bool]]) -> tuple[int | None, set[int]]:
         if low == 0 and k + 2 < len(numbers) and numbers[k + 2][0] == j + 1:
             n, digit, _ = numbers[k + 2]
             if digit < 10:
-                return high * 100 + digit, {i, j, n}
+                yield high * 100 + digit, {i, j, n}
         if 10 <= low <= 99:
-            return high * 100 + low, {i, j}
-    return None, set()
+            yield high * 100 + low, {i, j}
 
 
 def _add(found: list[str], year: int, month: int, day: int) -> None:
