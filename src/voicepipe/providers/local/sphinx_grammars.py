@@ -40,10 +40,12 @@ _YES_NO = (
     "that's correct | wrong | not quite"
 )
 _LETTERS = _words("a b c d e f g h i j k l m n o p q r s t u v w x y z")
+# Providers and top-level domains; no one- or two-letter labels ("me", "co"), which
+# soak up any short sound ("at yahoo" heard as "a p at me").
 _DOMAINS = _words(
-    "gmail googlemail yahoo hotmail outlook live msn icloud me mac aol proton protonmail "
+    "gmail googlemail yahoo hotmail outlook live msn icloud aol proton protonmail "
     "mail email gmx zoho yandex example company work office school university "
-    "com org net edu gov co uk us io info biz"
+    "com org net edu gov uk info biz"
 )
 # Common US first names and surnames (well-known frequency lists), so that an
 # e-mail's name part is in the grammar; other names are spelled or come from
