@@ -16,6 +16,9 @@ a read-back of the expected value and "no" to any other. Outcomes:
 - **silently wrong**: a value other than the expected one was stored without
   a read-back. This must be zero.
 
+End to end, the STT is told what the question expects (``Reply.hint()``,
+as the pipeline passes it on); ``--no-hint`` measures without it.
+
 Two levels: from the text (the transcript given), and end to end from audio
 (English only: PocketSphinx has no Spanish model), where a caller whose
 answer was caught or re-asked repeats it once (the same words at another
@@ -47,7 +50,8 @@ from voicepipe.events import UserTurn  # noqa: E402
 from voicepipe.forms import Field, FieldType, Form, SQLiteFormStore  # noqa: E402
 from voicepipe.policies.base import PolicyContext  # noqa: E402
 from voicepipe.policies.form import Extraction, FormPolicy  # noqa: E402
-from voicepipe.providers.base import LLM, STTEvent, Usage  # noqa: E402
+from voicepipe.providers.base import LLM, Expectation, STTEvent, Usage  # noqa: E402
+from voicepipe.providers.base import transcribe as transcribe_with  # noqa: E402
 
 HERE = Path(__file__).parent
 _spec = importlib.util.spec_from_file_location("make_audio", HERE / "make_audio.py")
@@ -129,7 +133,18 @@ async def answer(
     return outcome, llm.calls - calls_before, first_cpu
 
 
-async def transcribe(stt: Any, path: Path) -> str:
+async def hint_for(store: SQLiteFormStore, llm: Counting, item: dict[str, Any], sid: str) -> Any:
+    """The STT hint of the item's question, as the pipeline hands it on (``Reply.hint()``)."""
+    lang = item["lang"]
+    form = Form(name="bench", language=lang, fields=[field_for(item["field"], lang)])
+    policy = FormPolicy(form, store=store, session_id=sid, language=lang)
+    reply = await policy.start(PolicyContext(llm, Usage()))
+    await policy.aclose()
+    return reply.hint() if reply is not None else None
+
+
+async def transcribe(stt: Any, path: Path, hint: Any = None) -> str:
+    """What ``stt`` hears in ``path``; with ``hint``, the way a pipeline would run it."""
     pcm, fmt = read_wav(path)
     turns: list[str] = []
 
@@ -141,7 +156,7 @@ async def transcribe(stt: Any, path: Path) -> str:
         if isinstance(event, UserTurn):
             turns.append(event.content)
 
-    await stt.transcribe(audio(), fmt, emit)
+    await transcribe_with(stt, audio(), fmt, emit, Expectation(hint))
     return " ".join(turns)
 
 
@@ -165,6 +180,9 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--text", action="store_true", help="from text only, no audio")
     parser.add_argument("--show", action="store_true", help="print every miss")
+    parser.add_argument(
+        "--no-hint", action="store_true", help="end to end without the STT hint (the old way)"
+    )
     args = parser.parse_args()
     from voicepipe.providers.local import LlamaCppLLM, PocketSphinxSTT
 
@@ -198,11 +216,12 @@ async def main() -> None:
                 if item["lang"] != "en":
                     continue
                 speeds = [SPEEDS[index % 3], SPEEDS[(index + 1) % 3]]
-                heard = [await transcribe(stt, audio_path(index, speeds[0]))]
+                hint = None if args.no_hint else await hint_for(store, llm, item, f"h{index}")
+                heard = [await transcribe(stt, audio_path(index, speeds[0]), hint)]
                 outcome, _, _ = await answer(store, llm, item, heard, f"a{index}")
                 first.append((item, outcome))
                 if outcome not in ("correct", "silently wrong"):
-                    heard.append(await transcribe(stt, audio_path(index, speeds[1])))
+                    heard.append(await transcribe(stt, audio_path(index, speeds[1]), hint))
                     outcome, _, _ = await answer(store, llm, item, heard, f"r{index}")
                 retried.append((item, outcome))
                 if args.show and outcome != "correct":
@@ -210,6 +229,8 @@ async def main() -> None:
             n = len(first)
             report(f"end to end from audio, first answer ({n} EN answers, 3 speeds)", first)
             report("end to end from audio, with read-back (a refused value said again)", retried)
+            hinted = "off (--no-hint)" if args.no_hint else "on, as the pipeline passes it"
+            print(f"  STT hint: {hinted}")
 
 
 async def llm_baseline(llm: Counting, corpus: list[dict[str, Any]]) -> None:
