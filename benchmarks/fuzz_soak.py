@@ -29,9 +29,10 @@ from tests.fuzz_sessions import Outcome, run_timeline, timelines
 from voicepipe.testing import RULES
 
 # The checks of a run beyond the contract rules: rule 10, no task left, the session
-# ends, a reply spoken whole; form calls add rule 11, values said, the second call
-# resumes (and the contract, rule 10 and no task left again for it).
-EXTRA_CHECKS = {"conversations": 4, "tools": 4, "forms": 4 + 3 + len(RULES) + 2}
+# ends, a reply spoken whole (tools: and every history provider-valid); form calls:
+# rule 10, no task left, the call ends, rule 11, values said, then for the second
+# call the contract, rule 10, no task left, the call ends and it resumes.
+EXTRA_CHECKS = {"conversations": 4, "tools": 5, "forms": 5 + len(RULES) + 4}
 
 KINDS: dict[str, tuple[st.SearchStrategy[Any], Callable[[Any], Awaitable[Outcome]]]] = {
     "conversations": (timelines(tools=False), run_timeline),

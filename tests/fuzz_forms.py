@@ -39,6 +39,7 @@ from hypothesis import strategies as st
 from tests import virtual_time
 from tests.fuzz_sessions import (
     CHUNK_MS,
+    HANG_LIMIT,
     Caller,
     Outcome,
     barge_in_of,
@@ -354,7 +355,7 @@ async def _call(
     )
     outcome = Outcome()
     try:
-        await run_checked(
+        _, hung = await run_checked(
             lambda: pipeline.run(audio),
             outcome,
             leave_at_event=None if second else timeline.leave_at_event,
@@ -362,6 +363,10 @@ async def _call(
             cancel_at=None if second else timeline.cancel_at,
             on_event=heard,
         )
+        if hung and (second or (timeline.hang_up and timeline.cancel_at is None)):
+            outcome.violations.append(
+                Violation("session-ends", f"the call was still running after {HANG_LIMIT} s")
+            )
         outcome.violations += check_session(
             outcome.events, complete=outcome.complete, stt=stt, llm=llm, tts=tts
         )
