@@ -140,8 +140,7 @@ async def load(port: int, pid: int, args: argparse.Namespace) -> tuple[int, floa
     await asyncio.gather(*(client(port, args.seconds, i / n, sent) for i in range(n)))
     cpu = cpu_seconds(pid) - before
     if args.callgrind:
-        callgrind_control(pid, "-i", "off")
-        callgrind_control(pid, "-d")  # write the count to the file with the .1 suffix
+        callgrind_control(pid, "-i", "off")  # the count is written when the server exits
     return sent[0], cpu
 
 
@@ -150,9 +149,9 @@ def callgrind_control(pid: int, *args: str) -> None:
 
 
 def instructions(out: Path) -> int:
-    """The instructions of the dump taken after the load (the file with the ``.1`` suffix)."""
-    for line in Path(f"{out}.1").read_text().splitlines():
-        if line.startswith(("summary:", "totals:")):
+    """The instructions counted while instrumentation was on (written at the server's exit)."""
+    for line in out.read_text().splitlines():
+        if line.startswith("totals:"):
             return int(line.split()[1])
     return 0
 
@@ -173,6 +172,7 @@ def main(args: argparse.Namespace) -> None:
             frames, cpu = asyncio.run(load(port, server.pid, args))
         finally:
             server.terminate()
+            server.wait()
     line = f"{args.layer:>9}: {args.sessions} sessions, {frames} frames, "
     line += f"server CPU {cpu / frames * 1e6:.1f} µs/frame"
     if args.callgrind:
