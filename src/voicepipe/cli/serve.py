@@ -107,7 +107,7 @@ def serve(
             workers=workers,
             log_level=log_level,
             log_config=_log_config(),
-            # Audio does not compress, and a deflate context costs ~300 KiB per session
+            # Audio does not compress, and a session's deflate contexts take over 100 KiB
             # and CPU on every frame: no permessage-deflate (docs/server.md).
             ws_per_message_deflate=False,
         )
