@@ -24,8 +24,10 @@ from tests.forms_support import (
 from voicepipe.errors import ProviderError
 from voicepipe.events import ErrorEvent, FormComplete, FormProgress
 from voicepipe.forms import Answer, Attempt, Field, FieldType, Form, FormStore, SessionRecord
+from voicepipe.forms.spoken import language as spoken_language
+from voicepipe.forms.spoken.yes_no import yes_no as spoken_yes_no
 from voicepipe.policies.base import PolicyContext, Reply
-from voicepipe.policies.form import FormPolicy, detect_command, yes_or_no
+from voicepipe.policies.form import FormPolicy, detect_command
 from voicepipe.providers.base import Message, Usage
 from voicepipe.providers.fake import FakeLLM
 
@@ -497,12 +499,18 @@ def test_command_and_yes_no_words() -> None:
     assert detect_command("skip") == "skip"
     assert detect_command("my e-mail is juan at gmail dot com") is None
     assert detect_command("I said go back but this is a long answer to the question") is None
-    assert yes_or_no("Yeah.") is True
-    assert yes_or_no("um, that's correct") is True
-    assert yes_or_no("Sí") is True
-    assert yes_or_no("no") is False
-    assert yes_or_no("that's not right") is False
-    assert yes_or_no("juan at gmail") is None
+    # The form's one yes/no reader (voicepipe.forms.spoken.yes_no), in any session language.
+    for lang in ("en", "es"):
+        words = spoken_language(lang)
+        assert spoken_yes_no("Yeah.", words) is True
+        assert spoken_yes_no("um, that's correct", words) is True
+        assert spoken_yes_no("Sí", words) is True
+        assert spoken_yes_no("oui", words) is True
+        assert spoken_yes_no("ja genau", words) is True
+        assert spoken_yes_no("no", words) is False
+        assert spoken_yes_no("nein", words) is False
+        assert spoken_yes_no("that's not right", words) is False
+        assert spoken_yes_no("juan at gmail", words) is None
 
 
 async def test_questions_are_phrased_in_the_session_language(store: FormStore) -> None:

@@ -129,33 +129,6 @@ _SKIP = re.compile(
     r"\b(skip|pass|next question|rather not (say|answer)|prefer not to (say|answer)|"
     r"saltar|paso|passer|überspringen)\b"
 )
-_YES = frozenset(
-    [
-        "yes",
-        "yeah",
-        "yep",
-        "yup",
-        "correct",
-        "right",
-        "sure",
-        "exactly",
-        "affirmative",
-        "ok",
-        "okay",
-        "si",
-        "sí",
-        "claro",
-        "correcto",
-        "exacto",
-        "oui",
-        "exactement",
-        "ja",
-        "genau",
-        "richtig",
-    ]
-)
-_NO = frozenset(["no", "nope", "nah", "wrong", "incorrect", "not", "non", "nein", "falsch"])
-_FILLER = frozenset(["uh", "um", "er", "well", "oh", "and", "so"])
 
 Command = Literal["repeat", "back", "skip"]
 
@@ -176,20 +149,6 @@ def detect_command(text: str) -> Command | None:
         return "back"
     if _SKIP.search(folded):
         return "skip"
-    return None
-
-
-def yes_or_no(text: str) -> bool | None:
-    """True for a yes ("yes", "that's right"), False for a no, None for anything else."""
-    words = [w for w in _words(text) if w not in _FILLER]
-    if not words:
-        return None
-    if words[0] in _NO or any(w in ("not", "isn't", "wrong", "incorrect") for w in words):
-        return False
-    if words[0] in _YES or words[:2] in (["that's", "right"], ["that's", "correct"]):
-        return True
-    if words[:3] in (["that", "is", "right"], ["that", "is", "correct"]):
-        return True
     return None
 
 
@@ -357,8 +316,6 @@ class FormPolicy:
         if self._pending is not None:
             words = spoken_language(self.language)
             verdict = spoken_yes_no(text, words)
-            if verdict is None:
-                verdict = yes_or_no(text)
             if verdict is True:
                 value, heard = self._pending
                 return await self._accept(ctx, field, value, heard, text, "confirmed")
