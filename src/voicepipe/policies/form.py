@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from voicepipe.errors import PolicyError, ProviderError
 from voicepipe.events import ErrorEvent, Event, FormComplete, FormProgress
+from voicepipe.forms.lines import line
 from voicepipe.forms.schema import Field, FieldType, Form
 from voicepipe.forms.spoken import language as spoken_language
 from voicepipe.forms.spoken import parse, parse_answer, supported, unclear
@@ -272,13 +273,13 @@ class FormPolicy:
         if self._next_unanswered() is None:
             return await self._finish(ctx, [])
         if resumed:
-            opening = "Welcome back! Let's continue where we left off."
+            opening = self._line("welcome_back")
         elif self.form.greeting:
             opening = self.form.greeting
         elif self.form.title:
-            opening = f"Hello! Let's fill in the {self.form.title}."
+            opening = self._line("hello_title", title=self.form.title)
         else:
-            opening = "Hello! I have a few questions for you."
+            opening = self._line("hello")
         return self._ask(ctx, self.form.fields[self._current], opening)
 
     async def on_user_turn(self, text: str, ctx: PolicyContext) -> Reply | None:
@@ -324,7 +325,7 @@ class FormPolicy:
                 # "no, it's ..." is a new answer; a bare "no" asks again.
                 rest = strip_no(text, words)
                 if len(_words(rest)) < 2 and not parse_answer(field, rest, words):
-                    return self._ask(ctx, field, "OK, let's try again.")
+                    return self._ask(ctx, field, self._line("try_again"))
                 answer = rest
             # Anything else is a new answer to the same question.
         if command == "skip" and not field.required:
@@ -345,7 +346,7 @@ class FormPolicy:
             if parsed.errors:
                 say = parsed.errors[0]
                 return await self._reject(ctx, field, text, None, say, say)
-            say = f"Sorry, I didn't get your {field.label}."
+            say = self._line("not_got", label=field.label)
             return await self._reject(ctx, field, text, None, say, "no value in the answer")
         try:
             extraction = await ctx.llm.complete_json(
@@ -355,14 +356,14 @@ class FormPolicy:
             if not exc.recoverable:
                 raise
             return await self._reject(
-                ctx, field, text, None, "Sorry, I didn't catch that.", f"LLM error: {exc.message}"
+                ctx, field, text, None, self._line("not_caught"), f"LLM error: {exc.message}"
             )
         except (ValidationError, ValueError) as exc:
             return await self._reject(
-                ctx, field, text, None, "Sorry, I didn't catch that.", f"LLM error: {exc}"
+                ctx, field, text, None, self._line("not_caught"), f"LLM error: {exc}"
             )
         if not extraction.is_answer:
-            reason = _clean_reason(extraction.reason) or "That doesn't answer the question."
+            reason = _clean_reason(extraction.reason) or self._line("not_an_answer")
             return await self._reject(ctx, field, text, extraction.value, reason, reason)
         try:
             value = validate_value(field, extraction.value)
@@ -374,7 +375,7 @@ class FormPolicy:
                 field,
                 text,
                 value,
-                f"Sorry, I didn't get your {field.label}.",
+                self._line("not_got", label=field.label),
                 "LLM value not in what was said",
             )
         # The LLM picked among what was said, or assembled it: the caller checks
@@ -395,7 +396,7 @@ class FormPolicy:
                 )
                 self._pending = (value, text)
             said = read_back(field, value, self.language)
-            return self._ask(ctx, field, f"I have {said}. Is that right?", "")
+            return self._ask(ctx, field, self._line("read_back", said=said), "")
         return await self._accept(ctx, field, value, text, text, why)
 
     async def _accept(
@@ -443,8 +444,7 @@ class FormPolicy:
         return Reply(
             self._phrase(
                 ctx,
-                f"{say} Sorry, I still couldn't get your {field.label}. Let's stop here for now: "
-                "your answers so far are saved, and we can continue another time.",
+                self._line("give_up", reason=say, label=field.label).strip(),
             ),
             end_session=True,
             finish_reason="form_incomplete",
@@ -469,11 +469,11 @@ class FormPolicy:
         self._pending = None
         self._attempts = 0
         if self._current == 0:
-            return self._ask(ctx, self.form.fields[0], "There is no earlier question.")
+            return self._ask(ctx, self.form.fields[0], self._line("no_earlier"))
         self._current -= 1
         field = self.form.fields[self._current]
         previous = self._answers.get(field.name)
-        lead = "Sure, let's go back."
+        lead = self._line("go_back")
         if previous is not None and not previous.skipped:
             lead += f" Your answer was {read_back(field, previous.value, self.language)}."
         return self._ask(ctx, field, lead)
@@ -485,7 +485,7 @@ class FormPolicy:
             self._done = True
         answers = {f.name: self._answers[f.name].value for f in self.form.fields}
         events.append(FormComplete(form=self.form.name, answers=answers))
-        closing = self.form.closing or "Thank you, that's everything. Your answers are saved."
+        closing = self.form.closing or self._line("closing")
         return Reply(
             self._phrase(ctx, closing),
             events=events,
@@ -511,7 +511,7 @@ class FormPolicy:
         except SessionCompleteError:
             self._done = True
             return Reply(
-                self._phrase(ctx, "This form is already complete. Thank you!"),
+                self._phrase(ctx, self._line("already_complete")),
                 end_session=True,
                 finish_reason="form_already_complete",
             )
@@ -525,9 +525,7 @@ class FormPolicy:
 
     def _end_busy(self, ctx: PolicyContext, exc: Exception) -> Reply:
         return Reply(
-            self._phrase(
-                ctx, "This form is open in another call right now. Please try again later."
-            ),
+            self._phrase(ctx, self._line("busy")),
             end_session=True,
             finish_reason="session_busy",
             events=[ErrorEvent(stage="store", message=str(exc), recoverable=False)],
@@ -584,6 +582,10 @@ class FormPolicy:
             "words to say, no quotes, lists or markup."
         )
         return ctx.llm.stream([Message("system", system), Message("user", text)], usage=ctx.usage)
+
+    def _line(self, key: str, **values: str) -> str:
+        """One of the policy's own lines, in the form's language (see ``_phrase``)."""
+        return line(key, self.form.language, **values)
 
     def _persona(self) -> str:
         return f"{self.persona.strip()}\n\n" if self.persona else ""
