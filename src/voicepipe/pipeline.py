@@ -19,12 +19,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Iterable,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
+from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from voicepipe.audio import AudioFormat
@@ -104,6 +112,7 @@ class _Session:
         self._paused_at = 0.0
         self.gone = False  # the consumer closed the event stream
         self.failed = False  # a fatal error: nothing more of any reply goes out
+        self.ended = False  # the session's task is over
         self.reply_scope: anyio.CancelScope | None = None
         self.reply_state: ReplyState | None = None
         self.finish_reason = "end_of_input"
@@ -262,7 +271,47 @@ class _Session:
             gate.set()
 
 
-_Source = Callable[[_Session, MemoryObjectSendStream[_Turn]], Awaitable[None]]
+class _Feeding:
+    """``async with`` around a session's source of turns (the listen loop, typed turns).
+
+    It closes the turn queue when the source ends, which lets the respond loop
+    finish the turns in progress, after a fatal provider error is reported
+    and the session's listening is cancelled. An ``async with`` rather than
+    a wrapping coroutine: the listen loop's every chunk wakes up through each
+    frame of its task's await chain, so the source is the task's coroutine.
+    """
+
+    __slots__ = ("done", "pipeline", "scope", "session", "turns")
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        session: _Session,
+        turns: MemoryObjectSendStream[_Turn],
+        scope: anyio.CancelScope,
+    ) -> None:
+        self.pipeline = pipeline
+        self.session = session
+        self.turns = turns
+        self.scope = scope
+        self.done = False
+
+    async def __aenter__(self) -> MemoryObjectSendStream[_Turn]:
+        return self.turns
+
+    async def __aexit__(self, kind: object, exc: BaseException | None, tb: object) -> bool:
+        try:
+            if isinstance(exc, ProviderError):
+                await self.pipeline._fatal(self.session, exc.stage, exc.message)
+                self.scope.cancel()
+                return True
+            return False
+        finally:
+            self.turns.close()
+            self.done = True
+
+
+_Source = Callable[[_Session, _Feeding, TaskGroup], Coroutine[Any, Any, None]]
 
 
 class Pipeline:
@@ -329,9 +378,11 @@ class Pipeline:
             raise ValueError("Pipeline.run() needs stt=...; use run_text() for typed turns")
         stt = self.stt
 
-        def source(session: _Session, turns: MemoryObjectSendStream[_Turn]) -> Awaitable[None]:
+        def source(
+            session: _Session, feeding: _Feeding, tg: TaskGroup
+        ) -> Coroutine[Any, Any, None]:
             # _listen's coroutine itself: one frame fewer for each chunk's wake-up to cross.
-            return self._listen(stt, audio, session, turns)
+            return self._listen(stt, audio, session, feeding, tg)
 
         async with self._run(source) as events:
             yield events
@@ -342,8 +393,8 @@ class Pipeline:
     ) -> AsyncIterator[MemoryObjectReceiveStream[Event]]:
         """Run a session on typed user turns; each is answered before the next is read."""
 
-        async def source(session: _Session, queue: MemoryObjectSendStream[_Turn]) -> None:
-            async with closing(aiter_any(turns)) as texts:
+        async def source(session: _Session, feeding: _Feeding, tg: TaskGroup) -> None:
+            async with feeding as queue, closing(aiter_any(turns)) as texts:
                 async for text in texts:
                     await queue.send(_Turn(text, anyio.current_time(), announce=True))
 
@@ -381,18 +432,22 @@ class Pipeline:
                 caller_error = exc
             finally:
                 session.abandon()
-                tg.cancel_scope.cancel()
+                if not session.ended:  # (a cancel costs: anyio formats the task's repr)
+                    tg.cancel_scope.cancel()
         if caller_error is not None:
             raise caller_error
 
     async def _main(self, session: _Session, source: _Source, sequential: bool) -> None:
-        with session.scope:
-            async with session.send:
-                try:
-                    await self._session(session, source, sequential)
-                finally:
-                    await self._close_policy()
-                await session.emit(Finish(reason=session.finish_reason))
+        try:
+            with session.scope:
+                async with session.send:
+                    try:
+                        await self._session(session, source, sequential)
+                    finally:
+                        await self._close_policy()
+                    await session.emit(Finish(reason=session.finish_reason))
+        finally:
+            session.ended = True
 
     async def _session(self, session: _Session, source: _Source, sequential: bool) -> None:
         await session.emit(
@@ -407,20 +462,11 @@ class Pipeline:
         self._live = (session, turn_send)
         with turn_receive, anyio.CancelScope() as session_scope:
             async with anyio.create_task_group() as tg:
-
-                async def feed() -> None:
-                    # Closing turn_send (end of input) lets the respond loop
-                    # finish the turns in progress, after any fatal error is out.
-                    with turn_send:
-                        try:
-                            await source(session, turn_send)
-                        except ProviderError as exc:
-                            await self._fatal(session, exc.stage, exc.message)
-                            session_scope.cancel()
-
-                tg.start_soon(feed)
+                feeding = _Feeding(self, session, turn_send, session_scope)
+                tg.start_soon(source, session, feeding, tg)
                 await self._respond(session, turn_receive)
-                tg.cancel_scope.cancel()
+                if not feeding.done:  # the policy ended the session: stop listening
+                    tg.cancel_scope.cancel()
 
     async def _close_policy(self) -> None:
         """Call the policy's optional ``aclose`` hook: shielded, bounded, never raising."""
@@ -455,22 +501,30 @@ class Pipeline:
         stt: STT,
         audio: AsyncIterable[bytes],
         session: _Session,
-        turns: MemoryObjectSendStream[_Turn],
+        feeding: _Feeding,
+        tg: TaskGroup,
     ) -> None:
-        session.turn_queue = turns
-        taking = TurnTaking(session, barge_in=self.barge_in, detector=self.turn_detector)
-        async with closing(self._checked(audio, session)) as chunks:
-            try:
-                await taking.run(
-                    lambda emit: transcribe(stt, chunks, self.input_format, emit, session.expect)
-                )
-            except ProviderError:
-                raise
-            except Exception as exc:
-                log.exception("STT failed")
-                raise ProviderError(
-                    "stt", f"{type(exc).__name__}: {exc}", recoverable=False
-                ) from exc
+        async with feeding as turns:
+            session.turn_queue = turns
+            taking = TurnTaking(
+                session, task_group=tg, barge_in=self.barge_in, detector=self.turn_detector
+            )
+            async with closing(self._checked(audio, session)) as chunks:
+                try:
+                    try:
+                        await transcribe(
+                            stt, chunks, self.input_format, taking.on_event, session.expect
+                        )
+                    finally:
+                        taking.stop()
+                    await taking.settle()
+                except ProviderError:
+                    raise
+                except Exception as exc:
+                    log.exception("STT failed")
+                    raise ProviderError(
+                        "stt", f"{type(exc).__name__}: {exc}", recoverable=False
+                    ) from exc
 
     async def _checked(
         self, audio: AsyncIterable[bytes], session: _Session

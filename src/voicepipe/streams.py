@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
@@ -17,17 +16,30 @@ CLOSE_TIMEOUT = 2.0
 """Seconds a provider stream gets to close cleanly after a cancellation."""
 
 
-@asynccontextmanager
-async def closing(iterable: AsyncIterable[T]) -> AsyncIterator[AsyncIterator[T]]:
-    """Iterate ``iterable`` and close it on exit, even when cancelled.
+class closing(Generic[T]):
+    """Iterate ``iterable`` and close it on exit, even when cancelled::
+
+        async with closing(stream) as items:
+            async for item in items: ...
 
     The close is shielded (for at most ``CLOSE_TIMEOUT``) so a provider can
-    release its HTTP stream or socket cleanly on barge-in.
+    release its HTTP stream or socket cleanly on barge-in. An async generator
+    that has run to its end has nothing left to close: no scope is entered
+    for it (every reply and session closes a few, so this is on the hot path).
     """
-    iterator = aiter(iterable)
-    try:
-        yield iterator
-    finally:
+
+    __slots__ = ("_iterator",)
+
+    def __init__(self, iterable: AsyncIterable[T]) -> None:
+        self._iterator = aiter(iterable)
+
+    async def __aenter__(self) -> AsyncIterator[T]:
+        return self._iterator
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        iterator = self._iterator
+        if getattr(iterator, "ag_frame", True) is None:  # a finished async generator
+            return
         close = getattr(iterator, "aclose", None)
         if close is not None:
             with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):

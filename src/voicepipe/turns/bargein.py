@@ -20,6 +20,7 @@ with times, so it is tested without a pipeline and costs microseconds.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
@@ -72,9 +73,7 @@ class Backchannels:
     """Tells acknowledgements ("uh-huh", "yeah", "sí", "vale") from words that take the turn."""
 
     def __init__(self, languages: Sequence[str] = ("en", "es"), extra: Collection[str] = ()):
-        phrases = words_for(BACKCHANNELS, languages) | {" ".join(tokens(p)) for p in extra}
-        self._phrases = frozenset(p for p in phrases if p)
-        self._longest = max((len(p.split()) for p in self._phrases), default=1)
+        self._phrases, self._longest = _phrases(tuple(languages), frozenset(extra))
 
     def real_words(self, text: str) -> int:
         """How many words of ``text`` are not part of a backchannel phrase."""
@@ -93,6 +92,14 @@ class Backchannels:
     def is_backchannel(self, text: str) -> bool:
         """True when ``text`` has words and every one belongs to a backchannel."""
         return bool(tokens(text)) and self.real_words(text) == 0
+
+
+@functools.lru_cache(maxsize=64)
+def _phrases(languages: tuple[str, ...], extra: frozenset[str]) -> tuple[frozenset[str], int]:
+    """The backchannel phrases and the longest one's word count, built once per word lists."""
+    merged = words_for(BACKCHANNELS, languages) | {" ".join(tokens(p)) for p in extra}
+    phrases = frozenset(p for p in merged if p)
+    return phrases, max((len(p.split()) for p in phrases), default=1)
 
 
 class Action(enum.Enum):

@@ -13,6 +13,7 @@ plugs in by implementing :class:`TurnDetector`.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -95,10 +96,7 @@ class LocalTurnDetector:
         self.min_digits = min_digits
         self.phone_digits = phone_digits
         self.patient_for = frozenset(patient_for)
-        self._open = words_for(OPEN_ENDINGS, self.languages)
-        self._fillers = words_for(FILLERS, self.languages)
-        self._digits = words_for(DIGITS, self.languages) - {"o", "oh", "u", "una"}
-        self._longest = max(len(p.split()) for p in self._open | self._fillers)
+        self._open, self._fillers, self._digits, self._longest = _word_lists(self.languages)
 
     async def decide(self, text: str, *, expecting: str | None = None) -> TurnDecision:
         return self.judge(text, expecting=expecting)
@@ -144,6 +142,18 @@ class LocalTurnDetector:
         while start and self._is_digit(words[start - 1]):
             start -= 1
         return words[start:]
+
+
+@functools.lru_cache(maxsize=64)
+def _word_lists(
+    languages: tuple[str, ...],
+) -> tuple[frozenset[str], frozenset[str], frozenset[str], int]:
+    """The detector's word lists for ``languages``, built once (a detector is made per session)."""
+    open_endings = words_for(OPEN_ENDINGS, languages)
+    fillers = words_for(FILLERS, languages)
+    digits = words_for(DIGITS, languages) - {"o", "oh", "u", "una"}
+    longest = max(len(p.split()) for p in open_endings | fillers)
+    return open_endings, fillers, digits, longest
 
 
 def _count(digits: Iterable[str]) -> int:

@@ -11,11 +11,12 @@ pipeline keeps only the hooks.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import anyio
+from anyio.abc import TaskGroup
 
 from voicepipe.events import (
     Event,
@@ -27,7 +28,7 @@ from voicepipe.events import (
     TranscriptInterim,
     UserTurn,
 )
-from voicepipe.providers.base import Emit, STTEvent
+from voicepipe.providers.base import STTEvent
 from voicepipe.turns.bargein import Action, BargeIn, BargeInJudge
 from voicepipe.turns.detector import TurnDetector
 
@@ -86,13 +87,19 @@ class TurnTaking:
     the reply; every turn is answered after it). ``detector=None`` hands
     every turn on as the STT ends it. ``continue_after_ms``: once a held
     turn's caller speaks again, how long without words before the held text
-    is handed on as it is.
+    is handed on as it is. ``task_group`` runs the timers (a paused reply's
+    resume, a held turn's release) while one is due.
+
+    The STT's ``emit`` is :meth:`on_event`; when the STT is done, :meth:`stop`
+    (it failed) or :meth:`settle` (the audio is over: a paused reply resumes,
+    a held turn is handed on).
     """
 
     def __init__(
         self,
         floor: Floor,
         *,
+        task_group: TaskGroup,
         barge_in: BargeIn | None = None,
         detector: TurnDetector | None = None,
         continue_after_ms: float = 3000.0,
@@ -103,22 +110,25 @@ class TurnTaking:
         self.detector = detector
         self.continue_after = continue_after_ms / 1000
         self.clock = clock
+        self._task_group = task_group  # where the timers run while something is due
+        self._timers_scope: anyio.CancelScope | None = None  # set while the timers run
+        self._timers_done: anyio.Event | None = None  # set when they stop
+        self._stopped = False
         self._held: _Held | None = None
-        self._changed = anyio.Event()
+        self._changed: anyio.Event | None = None  # the timers' wake-up, while they run
 
-    async def run(self, transcribe: Callable[[Emit], Awaitable[None]]) -> None:
-        """Run ``transcribe(self.on_event)`` with the timers, then settle what is pending."""
-        error: Exception | None = None
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._timers)
-            try:
-                await transcribe(self.on_event)
-            except Exception as exc:  # raised below as itself, not in an ExceptionGroup
-                error = exc
-            tg.cancel_scope.cancel()
-        if error is not None:
-            raise error
-        # The caller's audio is over: nobody will carry on or take the floor.
+    def stop(self) -> None:
+        """The STT is done (or failed): stop the timers."""
+        self._stopped = True
+        if self._timers_scope is not None:
+            self._timers_scope.cancel()
+
+    async def settle(self) -> None:
+        """The caller's audio is over: nobody will carry on or take the floor."""
+        if self._timers_scope is not None and self._timers_done is not None:
+            self.stop()
+            await self._timers_done.wait()  # what they were sending (shielded) is out
+        self.stop()
         if self.judge is not None and self.judge.paused:
             self.judge.reset()
             await self._apply(Action.RESUME)
@@ -214,24 +224,41 @@ class TurnTaking:
         return min(times) if times else None
 
     def _wake(self) -> None:
-        self._changed.set()
+        """Something changed: the timers look again, or start if something is now due.
 
-    async def _timers(self) -> None:
-        while True:
-            self._changed = anyio.Event()
-            deadline = self._deadline()
-            if deadline is None:
-                await self._changed.wait()
-                continue
-            with anyio.move_on_after(max(0.0, deadline - self.clock())):
-                await self._changed.wait()
-                continue
-            now = self.clock()
-            # Shielded: the end of the input cancels this task, and a pause's
-            # `resumed` or a held turn must not be lost half-sent (the STT's own
-            # events are never cut off that way).
-            with anyio.CancelScope(shield=True):
-                if self.judge is not None:
-                    await self._apply(self.judge.tick(now))
-                if self._held is not None and now >= self._held.deadline:
-                    await self._release()
+        The timers run as a task only while a deadline is pending (a paused
+        reply, a held turn), not for the whole session: most of a session
+        has nothing due, and a task per session costs every session.
+        """
+        if self._timers_scope is not None:
+            if self._changed is not None:
+                self._changed.set()
+        elif not self._stopped and self._deadline() is not None:
+            self._timers_scope = scope = anyio.CancelScope()
+            self._timers_done = anyio.Event()
+            self._task_group.start_soon(self._timers, scope)
+
+    async def _timers(self, scope: anyio.CancelScope) -> None:
+        with scope:
+            try:
+                while not self._stopped:
+                    self._changed = anyio.Event()
+                    deadline = self._deadline()
+                    if deadline is None:
+                        return  # nothing due: _wake starts the timers again when needed
+                    with anyio.move_on_after(max(0.0, deadline - self.clock())):
+                        await self._changed.wait()
+                        continue
+                    now = self.clock()
+                    # Shielded: the end of the input cancels this task, and a
+                    # pause's `resumed` or a held turn must not be lost half-sent
+                    # (the STT's own events are never cut off that way).
+                    with anyio.CancelScope(shield=True):
+                        if self.judge is not None:
+                            await self._apply(self.judge.tick(now))
+                        if self._held is not None and now >= self._held.deadline:
+                            await self._release()
+            finally:
+                self._timers_scope = None
+                if self._timers_done is not None:
+                    self._timers_done.set()

@@ -1,0 +1,172 @@
+"""What a session costs in instructions: per 20 ms chunk, per session, per spoken reply.
+
+Wall-clock figures need a quiet machine; instruction counts do not. This runs
+the sessions workload of ``run.py`` (FakeSTT/FakeLLM/FakeTTS with their
+defaults, ConversationPolicy, one reply) under ``valgrind --tool=callgrind``
+with every chunk taken after a checkpoint instead of a timed sleep, so that
+each run does the same work whatever else the machine is doing, and splits
+the total by difference:
+
+* **per chunk**: silent sessions of ``2C`` chunks minus the same of ``C``;
+* **per session**: set-up and tear-down of a silent session (what is left of
+  the ``C``-chunk run after the chunks and the bare interpreter);
+* **per reply**: sessions that speak once and are answered, minus silent
+  ones (the STT's events, turn-taking, the policy, the LLM and TTS streams,
+  the reply's events and the consumer reading them).
+
+The issue's workload (225 chunks and one reply per session) then costs
+``per chunk + (per session + per reply) / 225`` per chunk, all in, plus the
+event loop's timer for the paced sleep, which this leaves out.
+
+Run: ``python benchmarks/cost.py [--loop uvloop] [--sessions 20] [--chunks 200]``
+(each run under valgrind takes a while). ``--cpu`` measures CPU time per
+chunk instead (no valgrind; noisy on a shared machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+
+import anyio
+
+
+async def sessions(n: int, chunks: int, *, speak: bool, pipeline: bool = True) -> int:
+    """Run ``n`` sessions of ``chunks`` chunks each; return the chunks pulled."""
+    import numpy as np
+
+    from voicepipe import AudioChunk, AudioFormat, Pipeline
+    from voicepipe.providers.fake import FakeLLM, FakeSTT, FakeTTS
+
+    fmt = AudioFormat(16000, 1)
+    silence = bytes(fmt.bytes_for(20))
+    t = np.arange(len(silence) // 2) / fmt.sample_rate
+    tone = (5000 * np.sin(2 * np.pi * 300 * t)).astype("<i2").tobytes()
+    pulled = 0
+    answered = 0
+
+    async def session(index: int) -> None:
+        nonlocal answered
+        speaking = range(10, 30) if speak else range(0)
+
+        async def audio() -> AsyncIterator[bytes]:
+            nonlocal pulled
+            for i in range(chunks):
+                await anyio.lowlevel.checkpoint()
+                pulled += 1
+                yield tone if i in speaking else silence
+
+        if not pipeline:
+            async for _ in audio():
+                pass
+            return
+        p = Pipeline(stt=FakeSTT(["hello there"]), llm=FakeLLM(), tts=FakeTTS())
+        heard = False
+        async with p.run(audio()) as stream:
+            async for event in stream:
+                heard = heard or isinstance(event, AudioChunk)
+        answered += heard
+
+    async with anyio.create_task_group() as tg:
+        for index in range(n):
+            tg.start_soon(session, index)
+    if speak and answered != n:
+        raise AssertionError(f"{answered} of {n} sessions answered")
+    return pulled
+
+
+def child(args: argparse.Namespace) -> None:
+    import voicepipe  # noqa: F401  (imported in every run alike)
+
+    async def main() -> None:
+        await sessions(2, 40, speak=True)  # lazy imports and first-call caches, in every run
+        await sessions(args.sessions, args.chunks, speak=args.speak, pipeline=not args.bare)
+
+    anyio.run(main, backend=args.backend, backend_options=_options(args))
+
+
+def _options(args: argparse.Namespace) -> dict[str, bool]:
+    return {"use_uvloop": args.loop == "uvloop"} if args.backend == "asyncio" else {}
+
+
+def instructions(args: argparse.Namespace, n: int, chunks: int, *extra: str) -> int:
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        __file__,
+        "--child",
+        "--loop",
+        args.loop,
+        "--backend",
+        args.backend,
+        "--sessions",
+        str(n),
+        "--chunks",
+        str(chunks),
+        *extra,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    match = re.search(r"Collected : (\d+)", done.stderr)
+    if match is None:
+        raise RuntimeError(done.stderr[-2000:])
+    return int(match.group(1))
+
+
+def cpu(args: argparse.Namespace) -> None:
+    async def main() -> None:
+        await sessions(2, 40, speak=True)
+        for speak in (False, True):
+            start = time.process_time()
+            pulled = await sessions(args.sessions, args.chunks, speak=speak)
+            spent = time.process_time() - start
+            print(
+                f"{'speaking' if speak else 'silent'}: {spent / pulled * 1e6:.2f} µs CPU "
+                f"per chunk ({args.sessions} sessions × {args.chunks} chunks)"
+            )
+
+    anyio.run(main, backend=args.backend, backend_options=_options(args))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="uvloop")
+    parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--chunks", type=int, default=200)
+    parser.add_argument("--cpu", action="store_true", help="CPU time instead of valgrind")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--speak", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    if args.cpu:
+        cpu(args)
+        return
+    n, c = args.sessions, args.chunks
+    empty = instructions(args, 0, c)
+    bare = instructions(args, n, 2 * c, "--bare") - instructions(args, n, c, "--bare")
+    short = instructions(args, n, c)
+    long = instructions(args, n, 2 * c)
+    spoken = instructions(args, n, c, "--speak")
+    per_chunk = (long - short) / (n * c)
+    per_session = (short - empty) / n - per_chunk * c
+    per_reply = (spoken - short) / n
+    all_in = per_chunk + (per_session + per_reply) / 225
+    print(
+        f"{args.loop if args.backend == 'asyncio' else 'trio'}, {n} sessions: "
+        f"per chunk {per_chunk:,.0f} instructions (the bare producer {bare / (n * c):,.0f}), "
+        f"per session {per_session:,.0f}, per reply {per_reply:,.0f}; "
+        f"225 chunks and one reply: {all_in:,.0f} per chunk all in"
+    )
+
+
+if __name__ == "__main__":
+    main()
