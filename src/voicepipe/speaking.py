@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -31,7 +31,7 @@ from voicepipe.audio import AudioFormat, Resampler
 from voicepipe.errors import ProviderError, Stage
 from voicepipe.events import AssistantDelta, AudioChunk, ErrorEvent, Event
 from voicepipe.providers.base import TTS
-from voicepipe.streams import aiter_any, closing, put
+from voicepipe.streams import aiter_any, closing, put, take
 from voicepipe.text import SentenceSplitter
 from voicepipe.turns.playback import Playback, word_offsets
 
@@ -86,7 +86,8 @@ class ReplyState:
 @dataclass(slots=True)
 class _Sentence:
     text: str
-    audio: MemoryObjectReceiveStream[bytes | ErrorEvent] | None
+    audio: MemoryObjectReceiveStream[bytes | ErrorEvent] | None  # synthesized ahead
+    direct: bool = False  # the player synthesizes it itself (it was waiting for it)
 
 
 class Speaker:
@@ -184,6 +185,12 @@ class Speaker:
             if not piece.strip():
                 await put(sentences, _Sentence(piece, None))
                 return
+            if sentences.statistics().tasks_waiting_receive:
+                # The player is waiting for this sentence, so it reads the TTS
+                # itself: no task, no stream. One that comes while the player
+                # is busy is synthesized ahead, beside it.
+                await put(sentences, _Sentence(piece, None, direct=True))
+                return
             audio_send, audio_receive = anyio.create_memory_object_stream[bytes | ErrorEvent](
                 math.inf
             )
@@ -216,6 +223,23 @@ class Speaker:
             if rest:
                 await queue(rest)
 
+    async def _chunks(
+        self, tts: TTS, text: str, state: ReplyState
+    ) -> AsyncIterator[bytes | ErrorEvent]:
+        """``text``'s audio from the TTS; a failure is an ``ErrorEvent`` in its place."""
+        started = anyio.current_time()
+        try:
+            async with closing(tts.synthesize(text)) as chunks:
+                async for chunk in chunks:
+                    if state.tts_ttfb is None:
+                        state.tts_ttfb = round((anyio.current_time() - started) * 1000, 3)
+                    yield chunk
+        except ProviderError as exc:
+            yield ErrorEvent(stage=exc.stage, message=exc.message)
+        except Exception as exc:
+            log.exception("TTS failed")
+            yield ErrorEvent(stage="tts", message=f"{type(exc).__name__}: {exc}")
+
     async def _synthesize(
         self,
         tts: TTS,
@@ -223,56 +247,72 @@ class Speaker:
         audio: MemoryObjectSendStream[bytes | ErrorEvent],
         state: ReplyState,
     ) -> None:
-        started = anyio.current_time()
-        async with audio:
-            try:
-                async with closing(tts.synthesize(text)) as chunks:
-                    async for chunk in chunks:
-                        if state.tts_ttfb is None:
-                            state.tts_ttfb = round((anyio.current_time() - started) * 1000, 3)
-                        await put(audio, chunk)
-            except ProviderError as exc:
-                await put(audio, ErrorEvent(stage=exc.stage, message=exc.message))
-            except Exception as exc:
-                log.exception("TTS failed")
-                await put(audio, ErrorEvent(stage="tts", message=f"{type(exc).__name__}: {exc}"))
+        """Synthesize a sentence ahead, while the one before it is still going out."""
+        async with audio, closing(self._chunks(tts, text, state)) as items:
+            async for item in items:
+                await put(audio, item)
 
-    async def _play(self, sentences: AsyncIterable[_Sentence], tts: TTS, state: ReplyState) -> None:
+    async def _play(
+        self, sentences: MemoryObjectReceiveStream[_Sentence], tts: TTS, state: ReplyState
+    ) -> None:
         """Emit each sentence's audio in order, its text just before its first chunk."""
+        while True:
+            try:
+                sentence = await take(sentences)
+            except anyio.EndOfStream:
+                return
+            if sentence.direct:
+                async with closing(self._chunks(tts, sentence.text.strip(), state)) as items:
+                    if not await self._play_sentence(sentence.text, items, tts, state):
+                        return
+            elif sentence.audio is not None:
+                with sentence.audio:
+                    async with closing(_drain(sentence.audio)) as items:
+                        if not await self._play_sentence(sentence.text, items, tts, state):
+                            return
+            elif not await self._say(sentence.text, state):
+                return
+
+    async def _play_sentence(
+        self,
+        text: str,
+        items: AsyncIterator[bytes | ErrorEvent],
+        tts: TTS,
+        state: ReplyState,
+    ) -> bool:
+        """Emit one sentence's audio (and its text before it); False once the reply is cut."""
         source = tts.output_format
         target = self.output_format or source
         frame = source.frame_size
-        async for sentence in sentences:
-            if sentence.audio is None:
-                if not await self._say(sentence.text, state):
-                    return
+        resampler = Resampler(source, target) if source != target else None
+        carry = b""
+        started = False
+        async for item in items:
+            if isinstance(item, ErrorEvent):
+                await self.out.emit(item)
                 continue
-            resampler = Resampler(source, target) if source != target else None
-            carry = b""
-            started = False
-            with sentence.audio:
-                async for item in sentence.audio:
-                    if isinstance(item, ErrorEvent):
-                        await self.out.emit(item)
-                        continue
-                    data = carry + item
-                    cut = len(data) - len(data) % frame
-                    data, carry = data[:cut], data[cut:]
-                    if resampler is not None:
-                        data = resampler.process(data)
-                    if not data:
-                        continue
-                    if not started:
-                        started = True
-                        if not await self._say(sentence.text, state):
-                            return
-                        state.playback.sentence(sentence.text, word_offsets(tts, sentence.text))
-                    if not await self._emit_audio(data, target, state):
-                        return
-            if resampler is not None and started:
-                tail = resampler.flush()
-                if tail and not await self._emit_audio(tail, target, state):
-                    return
+            data = carry + item if carry else item
+            cut = len(data) - len(data) % frame
+            if cut < len(data):
+                data, carry = data[:cut], data[cut:]
+            else:
+                carry = b""
+            if resampler is not None:
+                data = resampler.process(data)
+            if not data:
+                continue
+            if not started:
+                started = True
+                if not await self._say(text, state):
+                    return False
+                state.playback.sentence(text, word_offsets(tts, text))
+            if not await self._emit_audio(data, target, state):
+                return False
+        if resampler is not None and started:
+            tail = resampler.flush()
+            if tail and not await self._emit_audio(tail, target, state):
+                return False
+        return True
 
     async def _emit_audio(self, data: bytes, fmt: AudioFormat, state: ReplyState) -> bool:
         """Emit one chunk of reply audio, paced if asked; False if the reply was cut."""
@@ -298,3 +338,14 @@ class Speaker:
             return False
         await self.out.emit(AudioChunk(audio=data, format=fmt))
         return True
+
+
+async def _drain(
+    stream: MemoryObjectReceiveStream[bytes | ErrorEvent],
+) -> AsyncIterator[bytes | ErrorEvent]:
+    """A sentence's audio synthesized ahead: what is waiting at once, then as it comes."""
+    while True:
+        try:
+            yield await take(stream)
+        except anyio.EndOfStream:
+            return

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Generic, TypeVar
 
 import anyio
-from anyio.streams.memory import MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-__all__ = ["CLOSE_TIMEOUT", "aiter_any", "closing", "put"]
+__all__ = ["CLOSE_TIMEOUT", "aiter_any", "closing", "put", "take"]
 
 T = TypeVar("T")
 
@@ -57,6 +57,19 @@ async def put(stream: MemoryObjectSendStream[T], item: T) -> None:
         stream.send_nowait(item)
     except anyio.WouldBlock:
         await stream.send(item)
+
+
+async def take(stream: MemoryObjectReceiveStream[T]) -> T:
+    """Receive an item, without a trip through the event loop when one is waiting.
+
+    The other half of :func:`put`, for the session's own streams (a reply's
+    sentences and audio): anyio's ``receive`` always yields to the loop first.
+    ``anyio.EndOfStream`` once the stream is closed and empty.
+    """
+    try:
+        return stream.receive_nowait()
+    except anyio.WouldBlock:
+        return await stream.receive()
 
 
 async def aiter_any(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:
