@@ -590,3 +590,46 @@ async def test_session_id_and_a_tiny_event_buffer() -> None:
     assert session.session_id == "call-7"
     assert [e.content for e in of_type(events, AssistantDelta)] == ["One.", " Two.", " Three."]
     assert events[-1] == Finish(reason="end_of_input")
+
+
+class _LoggingTTS(FakeTTS):
+    """A FakeTTS that logs when each sentence's synthesis starts and ends."""
+
+    def __init__(self, log: list[str]) -> None:
+        super().__init__(chunk_ms=20, chunk_delay=0.01)
+        self.log = log
+
+    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        self.log.append(f"start {text}")
+        async for chunk in super().synthesize(text):
+            yield chunk
+        self.log.append(f"end {text}")
+
+
+async def test_the_next_sentence_is_synthesized_while_the_one_before_goes_out() -> None:
+    log: list[str] = []
+    tts = _LoggingTTS(log)
+    llm = FakeLLM(["First one here. Second one. Third."])
+    pipeline = Pipeline(stt=FakeSTT(["hi"]), llm=llm, tts=tts, input_format=FORMAT)
+    async with pipeline.run(chunks(utterance())) as stream:
+        events = await collect(stream)
+    # The second sentence is synthesized while the first is being spoken (its
+    # stream is ready first: it is shorter), and at most two at a time: the
+    # third waits until the first is out.
+    assert log == [
+        "start First one here.",
+        "start Second one.",
+        "end Second one.",
+        "end First one here.",
+        "start Third.",
+        "end Third.",
+    ]
+    assert [e.content.strip() for e in of_type(events, AssistantDelta)] == [
+        "First one here.",
+        "Second one.",
+        "Third.",
+    ]
+    assert len(b"".join(e.audio for e in of_type(events, AudioChunk))) == sum(
+        tts.audio_bytes(t) for t in tts.texts
+    )
+    assert llm.open_streams == 0 and tts.open_streams == 0
