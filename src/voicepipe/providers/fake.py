@@ -108,14 +108,21 @@ class FakeSTT:
                     await emit(TranscriptFinal(content=text))
                     await emit(UserTurn(content=text, endpoint_ms=waited))
 
+            loud_one = loud_windows.one
             async for chunk in audio:
                 self.received_bytes += len(chunk)
-                pending = pending + chunk if pending else chunk
-                whole = len(pending) - len(pending) % window
-                if not whole:
-                    continue
-                loud = loud_windows(pending[:whole])
-                pending = pending[whole:]
+                if not pending and len(chunk) == window:  # one window: the common case
+                    is_loud = loud_one(chunk)
+                    if not is_loud and not speech:
+                        continue  # silence outside a turn: nothing to do
+                    loud: Sequence[bool] = (is_loud,)
+                else:
+                    pending = pending + chunk if pending else chunk
+                    whole = len(pending) - len(pending) % window
+                    if not whole:
+                        continue
+                    loud = loud_windows(pending[:whole])
+                    pending = pending[whole:]
                 for is_speech in loud:
                     if is_speech:
                         if speech == 0:
@@ -385,16 +392,16 @@ class _LoudWindows:
     def __call__(self, pcm: bytes) -> Sequence[bool]:
         window = self._window
         if self._rms is not None:
-            if len(pcm) == window:
-                return (self._loud(pcm),)
-            return [self._loud(pcm[i : i + window]) for i in range(0, len(pcm), window)]
+            return [self.one(pcm[i : i + window]) for i in range(0, len(pcm), window)]
         samples = self._np.frombuffer(pcm, dtype=self._int16).astype(self._float32)
         frames = samples.reshape(-1, self._samples)
         energies: list[float] = self._np.einsum("ij,ij->i", frames, frames).tolist()
         return [energy >= self._limit for energy in energies]
 
-    def _loud(self, pcm: bytes) -> bool:
-        assert self._rms is not None
+    def one(self, pcm: bytes) -> bool:
+        """Is this one window loud?"""
+        if self._rms is None:
+            return self(pcm)[0]
         floor = self._rms(pcm, 2)  # the true RMS is in [floor, floor + 1)
         if floor >= self._threshold:
             return True
