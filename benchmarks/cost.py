@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import re
 import subprocess
 import sys
@@ -112,7 +113,8 @@ def instructions(args: argparse.Namespace, n: int, chunks: int, *extra: str) -> 
         str(chunks),
         *extra,
     ]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    env = {**os.environ, "PYTHONHASHSEED": "0"}  # the same string hashes in every run
+    done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
     match = re.search(r"Collected : (\d+)", done.stderr)
     if match is None:
         raise RuntimeError(done.stderr[-2000:])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
 
 import anyio
 import pytest
@@ -601,8 +602,9 @@ class _LoggingTTS(FakeTTS):
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         self.log.append(f"start {text}")
-        async for chunk in super().synthesize(text):
-            yield chunk
+        async with aclosing(super().synthesize(text)) as chunks:
+            async for chunk in chunks:
+                yield chunk
         self.log.append(f"end {text}")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
 
 import anyio
 import anyio.lowlevel
@@ -189,11 +190,12 @@ class BargeInTTS(FakeTTS):
         number, self.started = self.started, self.started + 1
         await self.stt.ready.wait()
         index = 0
-        async for chunk in super().synthesize(text):
-            yield chunk
-            if (number, index) == (self.sentence, self.chunk):
-                await self.stt.barge_in()
-            index += 1
+        async with aclosing(super().synthesize(text)) as chunks:  # a cut closes it mid-way
+            async for chunk in chunks:
+                yield chunk
+                if (number, index) == (self.sentence, self.chunk):
+                    await self.stt.barge_in()
+                index += 1
 
 
 @pytest.mark.parametrize(("sentence", "chunk"), [(0, 0), (0, 1), (1, 0), (1, 2)])

@@ -113,6 +113,7 @@ class _Session:
         self.gone = False  # the consumer closed the event stream
         self.failed = False  # a fatal error: nothing more of any reply goes out
         self.ended = False  # the session's task is over
+        self.speaker: Speaker | None = None
         self.reply_scope: anyio.CancelScope | None = None
         self.reply_state: ReplyState | None = None
         self.finish_reason = "end_of_input"
@@ -572,13 +573,6 @@ class Pipeline:
             turn.wait_ms if turn else None,
         )
         ctx = PolicyContext(self.llm, Usage(), session.emit)
-        speaker = Speaker(
-            tts=self.tts,
-            output_format=self.output_format,
-            realtime_lead=self.realtime_lead,
-            out=session,
-            report=lambda stage, message: self._error(session, stage, message),
-        )
         reply: Reply | None = None
         fatal: ProviderError | PolicyError | None = None
         with anyio.CancelScope() as scope:
@@ -596,7 +590,7 @@ class Pipeline:
                     for event in reply.events:
                         await session.emit(event)
                     if not state.interrupted:
-                        await speaker.speak(reply.text, state, ctx)
+                        await self._speaker(session).speak(reply.text, state, ctx)
                     if session.playback is not None and not state.interrupted:
                         await session.playback.played(session.audio_bytes)
                 await session.unpaused(state)  # a pause at the very end ends in resume or cut
@@ -638,6 +632,18 @@ class Pipeline:
             session.finish_reason = reply.finish_reason
             return True
         return False
+
+    def _speaker(self, session: _Session) -> Speaker:
+        """The session's speaker, made for its first spoken reply."""
+        if session.speaker is None:
+            session.speaker = Speaker(
+                tts=self.tts,
+                output_format=self.output_format,
+                realtime_lead=self.realtime_lead,
+                out=session,
+                report=lambda stage, message: self._error(session, stage, message),
+            )
+        return session.speaker
 
     async def _error(self, session: _Session, stage: Stage, message: str) -> None:
         log.warning("session %s: %s failed: %s", self.session_id, stage, message)

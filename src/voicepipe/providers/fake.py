@@ -411,6 +411,7 @@ class _LoudWindows:
         return float(samples.dot(samples)) >= self._limit
 
 
+@functools.cache  # once: catch_warnings and the import are not free, and run per session
 def _audioop_rms() -> Callable[[bytes, int], int] | None:
     """``audioop.rms`` where the stdlib still has it (deprecated, gone in Python 3.13)."""
     try:
