@@ -55,8 +55,10 @@ async def put(stream: MemoryObjectSendStream[T], item: T) -> None:
     """
     try:
         stream.send_nowait(item)
+        return
     except anyio.WouldBlock:
-        await stream.send(item)
+        pass
+    await stream.send(item)  # outside the except: the wait does not hold the exception alive
 
 
 async def take(stream: MemoryObjectReceiveStream[T]) -> T:
@@ -69,7 +71,8 @@ async def take(stream: MemoryObjectReceiveStream[T]) -> T:
     try:
         return stream.receive_nowait()
     except anyio.WouldBlock:
-        return await stream.receive()
+        pass
+    return await stream.receive()
 
 
 async def aiter_any(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:
