@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from contextlib import aclosing
 
 import anyio
 import pytest
@@ -34,6 +33,7 @@ from voicepipe import (
 )
 from voicepipe.providers.base import Emit
 from voicepipe.providers.fake import FakeLLM, FakeSTT, FakeTTS
+from voicepipe.streams import closing
 from voicepipe.testing import assert_session_ok
 
 pytestmark = pytest.mark.anyio
@@ -602,7 +602,7 @@ class _LoggingTTS(FakeTTS):
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         self.log.append(f"start {text}")
-        async with aclosing(super().synthesize(text)) as chunks:
+        async with closing(super().synthesize(text)) as chunks:
             async for chunk in chunks:
                 yield chunk
         self.log.append(f"end {text}")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator, Sequence
-from contextlib import aclosing
 
 import anyio
 import anyio.lowlevel
@@ -37,6 +36,7 @@ from voicepipe.forms import Form
 from voicepipe.policies.form import FormPolicy
 from voicepipe.providers.base import Emit
 from voicepipe.providers.fake import FakeLLM, FakeSTT, FakeTTS
+from voicepipe.streams import closing
 from voicepipe.testing import assert_session_ok
 
 pytestmark = pytest.mark.anyio
@@ -190,7 +190,7 @@ class BargeInTTS(FakeTTS):
         number, self.started = self.started, self.started + 1
         await self.stt.ready.wait()
         index = 0
-        async with aclosing(super().synthesize(text)) as chunks:  # a cut closes it mid-way
+        async with closing(super().synthesize(text)) as chunks:  # a cut closes it mid-way
             async for chunk in chunks:
                 yield chunk
                 if (number, index) == (self.sentence, self.chunk):
