@@ -102,6 +102,7 @@ class _Session:
         self.scope = anyio.CancelScope()  # replaced by the running session's scope
         self._inflight: anyio.CancelScope | None = None  # a reply piece waiting for room
         self._resuming = False  # resume() was called: the gate opens once `resumed` is out
+        self._announced: anyio.Event | None = None  # set once a cut's `interrupted` is out
         self.paced = paced
         self.playback = playback  # a client that reports what it played
         self.audio_bytes = 0  # reply audio emitted so far (what Playback.played counts)
@@ -139,6 +140,9 @@ class _Session:
         finally:
             if self._resuming and isinstance(event, Resumed):
                 self._unpause()  # `resumed` is out: now the reply may carry on
+            elif self._announced is not None and isinstance(event, Interrupted):
+                self._announced.set()  # the cut reply may close (see after_cut)
+                self._announced = None
 
     async def deliver(self, event: Event) -> None:
         """Emit a piece of the reply that counts as spoken once it is sent.
@@ -245,7 +249,19 @@ class _Session:
         if not state.deciding:
             scope.cancel()
         self.play_until = 0.0  # the client drops what it had buffered
+        self._announced = anyio.Event()  # whoever cut emits this `interrupted` at once
         return Interrupted(content=state.heard.strip())
+
+    async def after_cut(self) -> None:
+        """Wait until the last cut's ``interrupted`` is out (mostly not at all).
+
+        The cut reply's own closing events (``assistant``, ``metrics``) come
+        after it; without the wait, a reply whose last piece was on its way
+        when the cut came could overtake the ``interrupted`` (the task that
+        cut waits for that piece first, and the scheduler may run either).
+        """
+        if self._announced is not None:
+            await self._announced.wait()
 
     async def submit(self, text: str, endpoint_ms: float | None, wait_ms: float) -> None:
         assert self.turn_queue is not None
@@ -606,6 +622,8 @@ class Pipeline:
             finally:
                 session.reply_scope = session.reply_state = None
         interrupted = state.interrupted
+        if interrupted:
+            await session.after_cut()
         if state.heard is not None:
             spoken = state.heard
         elif session.playback is not None:
