@@ -256,9 +256,9 @@ class _Session:
         """Wait until the last cut's ``interrupted`` is out (mostly not at all).
 
         The cut reply's own closing events (``assistant``, ``metrics``) come
-        after it; without the wait, a reply whose last piece was on its way
-        when the cut came could overtake the ``interrupted`` (the task that
-        cut waits for that piece first, and the scheduler may run either).
+        after it. Without the wait they could overtake it: the task that cut
+        may still be waiting for room in the event stream when the reply's
+        task, its last piece out, runs on (trio runs ready tasks in any order).
         """
         if self._announced is not None:
             await self._announced.wait()
