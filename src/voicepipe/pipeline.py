@@ -265,6 +265,9 @@ class _Session:
 
     async def submit(self, text: str, endpoint_ms: float | None, wait_ms: float) -> None:
         assert self.turn_queue is not None
+        # The last reply's hint was for this turn; until the next reply is decided
+        # there is none (audio fed faster than real time can end another turn first).
+        self.expecting = None
         turn = _Turn(text, anyio.current_time(), endpoint_ms=endpoint_ms, wait_ms=wait_ms)
         await put(self.turn_queue, turn)
 
