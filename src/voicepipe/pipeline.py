@@ -1,6 +1,7 @@
 """One voice session: audio in, events out, providers and policy composed with anyio.
 
-:class:`Pipeline` runs two loops in one task group:
+:class:`Pipeline` runs two loops in one task group (their shared state,
+including pause, resume and cut, is :class:`~voicepipe.session.LiveSession`):
 
 * **listen** feeds the caller's audio to the STT and turns what it reports
   into events; a finished user turn is queued for the respond loop.
@@ -25,11 +26,9 @@ from collections.abc import (
     Callable,
     Coroutine,
     Iterable,
-    Sequence,
 )
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -39,19 +38,17 @@ from voicepipe.audio import AudioFormat
 from voicepipe.errors import AudioFormatError, PolicyError, ProviderError, Stage
 from voicepipe.events import (
     AssistantReply,
-    AudioChunk,
     ErrorEvent,
     Event,
     Finish,
-    Interrupted,
     Metrics,
-    Resumed,
     Session,
     UserTurn,
 )
 from voicepipe.policies.base import Policy, PolicyContext, Reply
 from voicepipe.policies.conversation import ConversationPolicy
-from voicepipe.providers.base import LLM, STT, TTS, Expectation, Usage, transcribe
+from voicepipe.providers.base import LLM, STT, TTS, Usage, transcribe
+from voicepipe.session import LiveSession, Playback, QueuedTurn
 from voicepipe.speaking import ReplyState, Speaker
 from voicepipe.streams import CLOSE_TIMEOUT, aiter_any, closing, put
 from voicepipe.turns import BargeIn, LocalTurnDetector, TurnDetector, TurnTaking
@@ -59,236 +56,6 @@ from voicepipe.turns import BargeIn, LocalTurnDetector, TurnDetector, TurnTaking
 __all__ = ["Pipeline", "Playback"]
 
 log = logging.getLogger("voicepipe.pipeline")
-
-
-@dataclass(slots=True)
-class _Turn:
-    text: str
-    ended_at: float
-    announce: bool = False  # emit the user_turn event when the reply starts (text mode)
-    endpoint_ms: float | None = None  # the STT's wait after the last word (+ the detector's)
-    wait_ms: float | None = None  # the end-of-turn detector's hold
-
-
-class Playback(Protocol):
-    """A client that says what it has actually played (Twilio's marks). Set as
-    ``Pipeline.playback``: a reply then lasts until it is played, and an
-    interrupted reply's history keeps only what was heard."""
-
-    def heard(self, spoken: Sequence[str]) -> Sequence[str]:
-        """Of the reply's sentences sent so far, the leading ones actually played."""
-        ...
-
-    async def played(self, upto: int) -> None:
-        """Return once the first ``upto`` bytes of the session's reply audio were played."""
-        ...
-
-
-class _Session:
-    """Per-run state shared by the listen and respond loops; the turn-taking :class:`Floor`.
-
-    ``scope`` is the whole session's: a consumer that has left (the event
-    stream is closed) cancels it, which ends the session quietly.
-    """
-
-    def __init__(
-        self,
-        send: MemoryObjectSendStream[Event],
-        *,
-        paced: bool,
-        playback: Playback | None = None,
-    ) -> None:
-        self.send = send
-        self.scope = anyio.CancelScope()  # replaced by the running session's scope
-        self._inflight: anyio.CancelScope | None = None  # a reply piece waiting for room
-        self._resuming = False  # resume() was called: the gate opens once `resumed` is out
-        self._announced: anyio.Event | None = None  # set once a cut's `interrupted` is out
-        self.paced = paced
-        self.playback = playback  # a client that reports what it played
-        self.audio_bytes = 0  # reply audio emitted so far (what Playback.played counts)
-        self.expecting: str | None = None  # the last reply's Reply.expecting
-        self.expect = Expectation()  # the same, as the STT's hint (Reply.hint)
-        self.turn_queue: MemoryObjectSendStream[_Turn] | None = None
-        self._gate: anyio.Event | None = None  # set while the reply is paused
-        self._paused_at = 0.0
-        self.gone = False  # the consumer closed the event stream
-        self.failed = False  # a fatal error: nothing more of any reply goes out
-        self.ended = False  # the session's task is over
-        self.speaker: Speaker | None = None
-        self.reply_scope: anyio.CancelScope | None = None
-        self.reply_state: ReplyState | None = None
-        self.finish_reason = "end_of_input"
-        self.turns = 0
-        self.play_until = 0.0
-
-    async def emit(self, event: Event) -> None:
-        """Send ``event`` to the consumer; if it has left, end the session instead.
-
-        Leaving early is a normal end: the emit that finds the stream closed
-        (from any task: the STT's, a reply's) cancels the session rather than
-        failing the stage that happened to be talking.
-        """
-        try:
-            if self.gone:
-                return
-            if isinstance(event, AudioChunk):
-                self.audio_bytes += len(event.audio)
-            try:
-                await put(self.send, event)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                await self._left()
-        finally:
-            if self._resuming and isinstance(event, Resumed):
-                self._unpause()  # `resumed` is out: now the reply may carry on
-            elif self._announced is not None and isinstance(event, Interrupted):
-                self._announced.set()  # the cut reply may close (see after_cut)
-                self._announced = None
-
-    async def deliver(self, event: Event) -> None:
-        """Emit a piece of the reply that counts as spoken once it is sent.
-
-        Once it waits for room in the event stream, a cut does not take it
-        back: sends go out first come, first served, so it reaches the
-        consumer ahead of the ``interrupted`` that counted it as spoken.
-        Only the end of the session (:meth:`abandon`) drops it.
-        """
-        if self.gone:
-            return
-        try:
-            self.send.send_nowait(event)
-            return
-        except anyio.WouldBlock:
-            pass
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            await self._left()
-            return
-        with anyio.CancelScope(shield=True) as guard:
-            self._inflight = guard
-            try:
-                await self.send.send(event)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self.gone = True
-                self.scope.cancel()
-            finally:
-                self._inflight = None
-
-    def abandon(self) -> None:
-        """The session is over: drop a reply piece still waiting for room."""
-        if self._inflight is not None:
-            self._inflight.cancel()
-
-    async def _left(self) -> None:
-        self.gone = True
-        self.scope.cancel()
-        await anyio.lowlevel.checkpoint_if_cancelled()
-
-    # -- Floor (voicepipe.turns) --------------------------------------------
-
-    @property
-    def replying(self) -> bool:
-        state = self.reply_state
-        return state is not None and not state.finished and not state.interrupted
-
-    @property
-    def asked(self) -> bool:
-        state = self.reply_state
-        if state is None:
-            return False
-        if self.expecting in ("yes_no", "choice"):
-            return True
-        if self.paced:  # what the caller has heard so far asks something
-            return "?" in state.playback.heard(anyio.current_time(), self.play_until)
-        return "?" in "".join(state.spoken)
-
-    def pause(self) -> bool:
-        """Hold the reply's audio and text where they are (the caller may be taking the floor)."""
-        state = self.reply_state
-        if state is None or not self.replying:
-            return False
-        if self._gate is not None and not self._resuming:
-            return False
-        # (A resume not yet announced is called off: the reply stays paused.)
-        now = anyio.current_time()
-        self._gate, self._paused_at = self._gate or anyio.Event(), now
-        self._resuming = False
-        if self.paced:
-            state.playback.pause(now, self.play_until)
-        return True
-
-    def resume(self) -> bool:
-        """Let a paused reply carry on; the client's buffer plays on from where it stopped."""
-        if self._gate is None or self._resuming:  # not paused, or already resuming
-            return False
-        now = anyio.current_time()
-        if self.play_until > self._paused_at:  # the client still holds that much audio
-            self.play_until += now - self._paused_at
-        if self.reply_state is not None:
-            self.reply_state.playback.resume()
-        # The reply carries on once `resumed` is sent (see emit), never ahead of it.
-        self._resuming = True
-        return True
-
-    def cut(self) -> Interrupted | None:
-        """Stop the reply in progress, if any, and say what of it the caller heard.
-
-        Barge-in stops speech, never a decision: while the policy is still
-        working out the reply (a form answer being judged and stored), it
-        finishes and its events go out, but nothing is spoken.
-        """
-        scope, state = self.reply_scope, self.reply_state
-        self._unpause()
-        if scope is None or state is None or state.interrupted or state.finished:
-            return None
-        state.interrupted = True  # the speaker's cut check: nothing of the reply after this
-        if self.playback is not None:  # the client said what it played
-            state.heard = "".join(self.playback.heard(state.spoken))
-        elif self.paced:
-            state.heard = state.playback.heard(anyio.current_time(), self.play_until)
-        else:
-            state.heard = "".join(state.spoken)
-        if not state.deciding:
-            scope.cancel()
-        self.play_until = 0.0  # the client drops what it had buffered
-        self._announced = anyio.Event()  # whoever cut emits this `interrupted` at once
-        return Interrupted(content=state.heard.strip())
-
-    async def after_cut(self) -> None:
-        """Wait until the last cut's ``interrupted`` is out (mostly not at all).
-
-        The cut reply's own closing events (``assistant``, ``metrics``) come
-        after it. Without the wait they could overtake it: the task that cut
-        may still be waiting for room in the event stream when the reply's
-        task, its last piece out, runs on (trio runs ready tasks in any order).
-        """
-        if self._announced is not None:
-            await self._announced.wait()
-
-    async def submit(self, text: str, endpoint_ms: float | None, wait_ms: float) -> None:
-        assert self.turn_queue is not None
-        # The last reply's hint was for this turn; until the next reply is decided
-        # there is none (audio fed faster than real time can end another turn first).
-        self.expecting = None
-        turn = _Turn(text, anyio.current_time(), endpoint_ms=endpoint_ms, wait_ms=wait_ms)
-        await put(self.turn_queue, turn)
-
-    # -- the speaker's side ----------------------------------------------------
-
-    async def unpaused(self, state: ReplyState) -> bool:
-        """Wait while the reply is paused (mostly not at all); False if it was cut.
-
-        The cut check matters: a cut wakes the paused reply and cancels its
-        scope, but the woken step runs on to its next checkpoint, and an emit
-        without one would go out after ``interrupted``.
-        """
-        while self._gate is not None:
-            await self._gate.wait()
-        return not state.interrupted and not self.failed
-
-    def _unpause(self) -> None:
-        self._resuming = False
-        gate, self._gate = self._gate, None
-        if gate is not None:
-            gate.set()
 
 
 class _Feeding:
@@ -306,8 +73,8 @@ class _Feeding:
     def __init__(
         self,
         pipeline: Pipeline,
-        session: _Session,
-        turns: MemoryObjectSendStream[_Turn],
+        session: LiveSession,
+        turns: MemoryObjectSendStream[QueuedTurn],
         scope: anyio.CancelScope,
     ) -> None:
         self.pipeline = pipeline
@@ -316,7 +83,7 @@ class _Feeding:
         self.scope = scope
         self.done = False
 
-    async def __aenter__(self) -> MemoryObjectSendStream[_Turn]:
+    async def __aenter__(self) -> MemoryObjectSendStream[QueuedTurn]:
         return self.turns
 
     async def __aexit__(self, kind: object, exc: BaseException | None, tb: object) -> bool:
@@ -331,7 +98,7 @@ class _Feeding:
             self.done = True
 
 
-_Source = Callable[[_Session, _Feeding, TaskGroup], Coroutine[Any, Any, None]]
+_Source = Callable[[LiveSession, _Feeding, TaskGroup], Coroutine[Any, Any, None]]
 
 
 class Pipeline:
@@ -385,7 +152,7 @@ class Pipeline:
         self.session_id = session_id or uuid.uuid4().hex
         self.playback: Playback | None = None
         """Set by a transport whose client reports playback (see :class:`Playback`)."""
-        self._live: tuple[_Session, MemoryObjectSendStream[_Turn]] | None = None
+        self._live: tuple[LiveSession, MemoryObjectSendStream[QueuedTurn]] | None = None
 
     # -- public entry points -------------------------------------------------
 
@@ -399,7 +166,7 @@ class Pipeline:
         stt = self.stt
 
         def source(
-            session: _Session, feeding: _Feeding, tg: TaskGroup
+            session: LiveSession, feeding: _Feeding, tg: TaskGroup
         ) -> Coroutine[Any, Any, None]:
             # _listen's coroutine itself: one frame fewer for each chunk's wake-up to cross.
             return self._listen(stt, audio, session, feeding, tg)
@@ -413,10 +180,10 @@ class Pipeline:
     ) -> AsyncIterator[MemoryObjectReceiveStream[Event]]:
         """Run a session on typed user turns; each is answered before the next is read."""
 
-        async def source(session: _Session, feeding: _Feeding, tg: TaskGroup) -> None:
+        async def source(session: LiveSession, feeding: _Feeding, tg: TaskGroup) -> None:
             async with feeding as queue, closing(aiter_any(turns)) as texts:
                 async for text in texts:
-                    await queue.send(_Turn(text, anyio.current_time(), announce=True))
+                    await queue.send(QueuedTurn(text, anyio.current_time(), announce=True))
 
         async with self._run(source, sequential=True) as events:
             yield events
@@ -431,7 +198,7 @@ class Pipeline:
         if interrupted is not None:
             await session.emit(interrupted)
         with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            await put(turns, _Turn(text, anyio.current_time(), announce=True))
+            await put(turns, QueuedTurn(text, anyio.current_time(), announce=True))
 
     # -- session -------------------------------------------------------------
 
@@ -440,7 +207,7 @@ class Pipeline:
         self, source: _Source, *, sequential: bool = False
     ) -> AsyncIterator[MemoryObjectReceiveStream[Event]]:
         send, receive = anyio.create_memory_object_stream[Event](self.event_buffer)
-        session = _Session(send, paced=self.realtime_lead is not None, playback=self.playback)
+        session = LiveSession(send, paced=self.realtime_lead is not None, playback=self.playback)
         caller_error: Exception | None = None
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._main, session, source, sequential)
@@ -457,7 +224,7 @@ class Pipeline:
         if caller_error is not None:
             raise caller_error
 
-    async def _main(self, session: _Session, source: _Source, sequential: bool) -> None:
+    async def _main(self, session: LiveSession, source: _Source, sequential: bool) -> None:
         try:
             with session.scope:
                 async with session.send:
@@ -469,7 +236,7 @@ class Pipeline:
         finally:
             session.ended = True
 
-    async def _session(self, session: _Session, source: _Source, sequential: bool) -> None:
+    async def _session(self, session: LiveSession, source: _Source, sequential: bool) -> None:
         await session.emit(
             Session(
                 session_id=self.session_id,
@@ -478,7 +245,7 @@ class Pipeline:
             )
         )
         buffer = 0 if sequential else 16
-        turn_send, turn_receive = anyio.create_memory_object_stream[_Turn](buffer)
+        turn_send, turn_receive = anyio.create_memory_object_stream[QueuedTurn](buffer)
         self._live = (session, turn_send)
         with turn_receive, anyio.CancelScope() as session_scope:
             async with anyio.create_task_group() as tg:
@@ -505,7 +272,7 @@ class Pipeline:
                 CLOSE_TIMEOUT,
             )
 
-    async def _fatal(self, session: _Session, stage: Stage, message: str) -> None:
+    async def _fatal(self, session: LiveSession, stage: Stage, message: str) -> None:
         log.warning("session %s ends: %s failed: %s", self.session_id, stage, message)
         session.finish_reason = "error"
         session.failed = True  # a reply going on (or starting) while this is sent says no more
@@ -520,7 +287,7 @@ class Pipeline:
         self,
         stt: STT,
         audio: AsyncIterable[bytes],
-        session: _Session,
+        session: LiveSession,
         feeding: _Feeding,
         tg: TaskGroup,
     ) -> None:
@@ -547,7 +314,7 @@ class Pipeline:
                     ) from exc
 
     async def _checked(
-        self, audio: AsyncIterable[bytes], session: _Session
+        self, audio: AsyncIterable[bytes], session: LiveSession
     ) -> AsyncIterator[bytes]:
         """The caller's audio, with malformed chunks reported and dropped."""
         check = self.input_format.check_chunk
@@ -568,14 +335,14 @@ class Pipeline:
 
     # -- respond -------------------------------------------------------------
 
-    async def _respond(self, session: _Session, turns: AsyncIterable[_Turn]) -> None:
+    async def _respond(self, session: LiveSession, turns: AsyncIterable[QueuedTurn]) -> None:
         if await self._reply(session, None):
             return
         async for turn in turns:
             if await self._reply(session, turn):
                 return
 
-    async def _reply(self, session: _Session, turn: _Turn | None) -> bool:
+    async def _reply(self, session: LiveSession, turn: QueuedTurn | None) -> bool:
         """Produce and speak one reply (the opening line when ``turn`` is None).
 
         True when the session ends with it (the policy said so, or failed for good).
@@ -654,7 +421,7 @@ class Pipeline:
             return True
         return False
 
-    def _speaker(self, session: _Session) -> Speaker:
+    def _speaker(self, session: LiveSession) -> Speaker:
         """The session's speaker, made for its first spoken reply."""
         if session.speaker is None:
             session.speaker = Speaker(
@@ -666,7 +433,7 @@ class Pipeline:
             )
         return session.speaker
 
-    async def _error(self, session: _Session, stage: Stage, message: str) -> None:
+    async def _error(self, session: LiveSession, stage: Stage, message: str) -> None:
         log.warning("session %s: %s failed: %s", self.session_id, stage, message)
         await session.emit(ErrorEvent(stage=stage, message=message, recoverable=True))
 
