@@ -16,7 +16,7 @@ transport, the pipeline, FakeSTT, the replies; the figure that load on a shared
 machine moves least). It stops at the first N whose p99 is over
 ``--target-ms`` (50; ``inf`` runs every N) and reports the largest N under it.
 The server runs as ``voicepipe serve`` runs it (``gc.freeze()`` after startup,
-no permessage-deflate).
+no permessage-deflate, the picows WebSocket layer; ``--ws`` picks another).
 
 Run: ``python benchmarks/bench_server.py`` (small and quick, CI-safe). The
 figures in ``docs/server.md``, the server alone on one core and the clients
@@ -94,13 +94,15 @@ TURN_TIMEOUT = 10.0
 # -- the server, in a subprocess ----------------------------------------------------------
 
 
-def serve(llm_ttft: float, tts_ttfb: float, profile: str | None = None) -> None:
+def serve(llm_ttft: float, tts_ttfb: float, ws: str, profile: str | None = None) -> None:
     """Child process: the example server on fake providers; prints its port.
 
     With ``profile``, the server runs under cProfile and writes its stats there
     on SIGUSR1 (the parent sends it after the last step).
     """
     import uvicorn
+
+    from voicepipe.cli.serve import PICOWS
 
     sys.path.insert(0, str(ROOT))
     from examples.server.app import Providers, create_app
@@ -130,6 +132,7 @@ def serve(llm_ttft: float, tts_ttfb: float, profile: str | None = None) -> None:
         app,
         log_level="warning",
         access_log=False,
+        ws=PICOWS if ws == "picows" else ws,
         ws_ping_interval=None,
         ws_per_message_deflate=False,  # as `voicepipe serve` runs it
         backlog=4096,
@@ -338,7 +341,7 @@ async def main(args: argparse.Namespace, address: str, pid: int) -> None:
 
 def bench(args: argparse.Namespace) -> None:
     """Start the server in a subprocess, load it, stop it."""
-    flags = ["--llm-ttft", str(args.llm_ttft), "--tts-ttfb", str(args.tts_ttfb)]
+    flags = ["--llm-ttft", str(args.llm_ttft), "--tts-ttfb", str(args.tts_ttfb), "--ws", args.ws]
     if args.profile:
         flags += ["--profile", str(Path(args.profile).resolve())]
     command = [sys.executable, __file__, "--serve", *flags]
@@ -368,9 +371,15 @@ if __name__ == "__main__":
     parser.add_argument("--tts-ttfb", type=float, default=0.0, help="FakeTTS first-byte delay")
     parser.add_argument("--cpu", help="pin the server to these CPUs (taskset -c)")
     parser.add_argument("--profile", help="write the server's cProfile stats to this file")
+    parser.add_argument(
+        "--ws",
+        default="picows",
+        help="the server's WebSocket layer, as `voicepipe serve --ws` (picows, "
+        "websockets-sansio, websockets, wsproto)",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.serve:
-        serve(arguments.llm_ttft, arguments.tts_ttfb, arguments.profile)
+        serve(arguments.llm_ttft, arguments.tts_ttfb, arguments.ws, arguments.profile)
     else:
         bench(arguments)

@@ -89,24 +89,50 @@ def voicepipe_app(layer: str) -> Any:
     return create_app(settings, providers=providers)
 
 
-def serve(layer: str) -> None:
-    """Child process: the server of ``layer``; prints its port."""
-    import uvicorn
-
+def serve(layer: str, ws: str, server: str) -> None:
+    """Child process: the server of ``layer`` on ``server`` (its WebSocket layer ``ws``);
+    prints its port."""
     if layer == "bare":
         app = bare_app()
     elif layer == "starlette":
         app = starlette_app()
     else:
         app = voicepipe_app(layer)
+    if server == "granian":
+        serve_granian(app)
+        return
+    import uvicorn
+
+    from voicepipe.cli.serve import PICOWS
+
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(4096)
     print(sock.getsockname()[1], flush=True)
     config = uvicorn.Config(
-        app, log_level="warning", ws_ping_interval=None, ws_per_message_deflate=False
+        app,
+        log_level="warning",
+        ws=PICOWS if ws == "picows" else ws,
+        ws_ping_interval=None,
+        ws_per_message_deflate=False,
     )
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def serve_granian(app: Any) -> None:
+    """The same app under granian's embedded server (its own Rust WebSocket layer)."""
+    from granian.constants import Interfaces
+    from granian.server.embed import Server
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    print(port, flush=True)
+    server = Server(
+        app, address="127.0.0.1", port=port, interface=Interfaces.ASGI, log_enabled=False
+    )
+    asyncio.run(server.serve())
 
 
 def cpu_seconds(pid: int) -> float:
@@ -157,7 +183,8 @@ def instructions(out: Path) -> int:
 
 
 def main(args: argparse.Namespace) -> None:
-    command = [sys.executable, __file__, "--serve", args.layer]
+    command = [sys.executable, __file__, "--serve", args.layer, "--ws", args.ws]
+    command += ["--server", args.server]
     out = Path(tempfile.mkdtemp(prefix="voicepipe-callgrind-")) / "server.out"
     if args.callgrind:
         valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
@@ -173,7 +200,9 @@ def main(args: argparse.Namespace) -> None:
         finally:
             server.terminate()
             server.wait()
-    line = f"{args.layer:>9}: {args.sessions} sessions, {frames} frames, "
+    line = (
+        f"{args.layer:>9} ({args.server}, {args.ws}): {args.sessions} sessions, {frames} frames, "
+    )
     line += f"server CPU {cpu / frames * 1e6:.1f} µs/frame"
     if args.callgrind:
         line += f", {instructions(out) / frames / 1000:.1f}k instructions/frame"
@@ -187,9 +216,16 @@ if __name__ == "__main__":
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--callgrind", action="store_true", help="count instructions")
+    parser.add_argument(
+        "--ws",
+        default="picows",
+        help="uvicorn's WebSocket layer: picows (voicepipe serve's), websockets-sansio "
+        "(uvicorn's default), websockets, wsproto",
+    )
+    parser.add_argument("--server", choices=["uvicorn", "granian"], default="uvicorn")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.serve:
-        serve(arguments.serve)
+        serve(arguments.serve, arguments.ws, arguments.server)
     else:
         main(arguments)

@@ -28,6 +28,7 @@ from websockets.exceptions import ConnectionClosed
 from tests.support import FORMAT, silence, tone, utterance
 from voicepipe import AudioFormat, Pipeline
 from voicepipe.audio import chunk_pcm, wav_bytes
+from voicepipe.cli.serve import PICOWS
 from voicepipe.errors import ProtocolError
 from voicepipe.events import AssistantReply, AudioChunk, ErrorEvent, Event, Interrupted
 from voicepipe.providers.base import Emit
@@ -130,13 +131,14 @@ def app_serving(make: Callable[[WebSocket], Pipeline], **options: Any) -> Starle
 
 
 @asynccontextmanager
-async def serve_on_loopback(app: ASGIApp) -> AsyncIterator[str]:
-    """Run ``app`` under uvicorn on a free port of 127.0.0.1; yield ``host:port``."""
+async def serve_on_loopback(app: ASGIApp, ws: str = PICOWS) -> AsyncIterator[str]:
+    """Run ``app`` under uvicorn on a free port of 127.0.0.1 with the WebSocket layer
+    ``ws`` (by default ``voicepipe serve``'s); yield ``host:port``."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_config=None, lifespan="on", timeout_graceful_shutdown=5)
+    config = uvicorn.Config(app, log_config=None, lifespan="on", timeout_graceful_shutdown=5, ws=ws)
     server = uvicorn.Server(config)
     with sock:
         async with anyio.create_task_group() as tg:
@@ -162,6 +164,12 @@ Backend = Literal["asyncio", "trio"]
 def backend(request: pytest.FixtureRequest) -> Backend:
     name: Backend = request.param
     return name
+
+
+@pytest.fixture(params=["picows", "websockets-sansio"])
+def ws_layer(request: pytest.FixtureRequest) -> str:
+    """The WebSocket layer under uvicorn: ``voicepipe serve``'s, and uvicorn's default."""
+    return PICOWS if request.param == "picows" else str(request.param)
 
 
 def client(app: ASGIApp, backend: Backend) -> TestClient:
@@ -535,10 +543,10 @@ def drain_text(ws: WebSocketTestSession) -> list[str]:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])  # uvicorn runs on asyncio
-async def test_conversation_over_a_real_socket() -> None:
+async def test_conversation_over_a_real_socket(ws_layer: str) -> None:
     f = fakes(["what time is it"], ["It is noon."])
     app = app_serving(lambda ws: f.pipeline())
-    async with serve_on_loopback(app) as address, loopback(address, "/ws") as ws:
+    async with serve_on_loopback(app, ws_layer) as address, loopback(address, "/ws") as ws:
         for chunk in chunk_pcm(utterance(), FORMAT, 20):
             await ws.send(chunk)
         await ws.send(json.dumps({"type": "stop"}))
@@ -555,7 +563,9 @@ async def test_conversation_over_a_real_socket() -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 @pytest.mark.parametrize("how", ["close", "drop"])
-async def test_client_leaving_mid_reply_closes_the_pipeline_and_every_provider(how: str) -> None:
+async def test_client_leaving_mid_reply_closes_the_pipeline_and_every_provider(
+    how: str, ws_layer: str
+) -> None:
     # The reply's LLM stream and TTS stream are both still open when the client goes.
     f = Fakes(
         FakeSTT(["tell me a story"]),
@@ -571,7 +581,7 @@ async def test_client_leaving_mid_reply_closes_the_pipeline_and_every_provider(h
             ended.set()
 
     app = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
-    async with serve_on_loopback(app) as address:
+    async with serve_on_loopback(app, ws_layer) as address:
         async with loopback(address, "/ws") as ws:
             for chunk in chunk_pcm(utterance(), FORMAT, 20):
                 await ws.send(chunk)
@@ -588,7 +598,7 @@ async def test_client_leaving_mid_reply_closes_the_pipeline_and_every_provider(h
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-async def test_one_session_failing_does_not_touch_another() -> None:
+async def test_one_session_failing_does_not_touch_another(ws_layer: str) -> None:
     good = fakes(["hello"], ["Hi."])
 
     class BrokenSTT(FakeSTT):
@@ -612,7 +622,7 @@ async def test_one_session_failing_does_not_touch_another() -> None:
             WebSocketRoute("/misconfigured", misconfigured),
         ]
     )
-    async with serve_on_loopback(app) as address, loopback(address, "/good") as ws:
+    async with serve_on_loopback(app, ws_layer) as address, loopback(address, "/good") as ws:
         assert json.loads(await ws.recv())["type"] == "session"
         # Two other sessions fail while this one is open.
         async with loopback(address, "/failing") as other:
@@ -635,12 +645,12 @@ async def test_one_session_failing_does_not_touch_another() -> None:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-async def test_session_first_and_finish_last_over_a_real_socket() -> None:
+async def test_session_first_and_finish_last_over_a_real_socket(ws_layer: str) -> None:
     # Issue 10 item 6 on uvicorn: the client sends before it has read anything, and
     # keeps sending after `stop`.
     f = fakes(["x"] * 10, ["Fine."] * 10)
     app = app_serving(lambda ws: slow_pipeline(f))
-    async with serve_on_loopback(app) as address:
+    async with serve_on_loopback(app, ws_layer) as address:
         for _ in range(10):
             async with loopback(address, "/ws") as ws:
                 await ws.send("not json")
@@ -688,7 +698,7 @@ def never_reading_client(address: str, path: str, message: str) -> socket.socket
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 @pytest.mark.parametrize("limit", ["send_timeout", "max_seconds"])
-async def test_a_client_that_stops_reading_does_not_hold_a_slot(limit: str) -> None:
+async def test_a_client_that_stops_reading_does_not_hold_a_slot(limit: str, ws_layer: str) -> None:
     # Issue 10 item 5: two clients that ask for a long reply and never read filled a
     # two-session server for good. Each one's session must end (by the send timeout, or
     # by the session's time limit when sends may wait far longer) and free its slot.
@@ -718,7 +728,7 @@ async def test_a_client_that_stops_reading_does_not_hold_a_slot(limit: str) -> N
             ended += 1
 
     app = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
-    async with serve_on_loopback(app) as address:
+    async with serve_on_loopback(app, ws_layer) as address:
         turn = json.dumps({"type": "text", "content": "a story"})
         stuck = [
             await anyio.to_thread.run_sync(never_reading_client, address, "/ws?mode=text", turn)

@@ -22,6 +22,12 @@ from voicepipe.config import choose, load_settings
 
 DEFAULT_APP = "voicepipe.server:create_app"
 
+PICOWS = "voicepipe.server.uvicorn_ws:PicowsProtocol"
+"""uvicorn's ``ws=`` for voicepipe's picows layer (a string: it pickles into the workers)."""
+
+WS_LAYERS = ("picows", "websockets-sansio", "websockets", "wsproto")
+"""``--ws`` choices: voicepipe's picows layer (the default), then uvicorn's own."""
+
 
 def serve(
     host: Annotated[
@@ -78,6 +84,14 @@ def serve(
     log_level: Annotated[
         str, typer.Option("--log-level", help="uvicorn's log level (debug, info, warning, ...).")
     ] = "info",
+    ws: Annotated[
+        str,
+        typer.Option(
+            "--ws",
+            help="The WebSocket layer: picows (frames parsed in C; the fastest), or one of "
+            "uvicorn's own: websockets-sansio, websockets, wsproto.",
+        ),
+    ] = "picows",
 ) -> None:
     """Serve the browser page and the WebSocket sessions (needs the 'server' extra).
 
@@ -96,6 +110,7 @@ def serve(
                 "voicepipe serve needs the server extra: pip install 'voicepipe[server]'",
                 EXIT_PROVIDER,
             ) from None
+        ws_class = _ws_layer(ws)
         _apply_settings(env_file, forms_dir, drain_seconds)
         if app == DEFAULT_APP:  # a bad or unavailable provider choice: one line, here
             choose(load_settings())
@@ -107,6 +122,7 @@ def serve(
             workers=workers,
             log_level=log_level,
             log_config=_log_config(),
+            ws=ws_class,
             # Audio does not compress, and a session's deflate contexts take over 100 KiB
             # and CPU on every frame: no permessage-deflate (docs/server.md).
             ws_per_message_deflate=False,
@@ -114,6 +130,19 @@ def serve(
         return EXIT_OK
 
     guard(run)
+
+
+def _ws_layer(name: str) -> str:
+    """uvicorn's ``ws=`` for ``--ws``, checked here: a missing library is one line."""
+    if name not in WS_LAYERS:
+        raise CliError(f"--ws {name}: use one of {', '.join(WS_LAYERS)}")
+    module = {"websockets-sansio": "websockets"}.get(name, name)
+    try:
+        __import__(module)
+    except ImportError:
+        fix = "pip install 'voicepipe[server]'" if name == "picows" else f"pip install {module}"
+        raise CliError(f"--ws {name} needs {module}: {fix}", EXIT_PROVIDER) from None
+    return PICOWS if name == "picows" else name
 
 
 def _apply_settings(env_file: Path | None, forms_dir: Path | None, drain: float | None) -> None:
