@@ -186,6 +186,7 @@ def test_serve_checks_its_settings_before_starting(
         monkeypatch.delenv("VOICEPIPE_MAX_SESSIONS")
         missing = runner.invoke(cli_app, ["serve", "--env-file", "nope.env"])
         no_forms = runner.invoke(cli_app, ["serve", "--forms-dir", "nowhere"])
+        bad_ws = runner.invoke(cli_app, ["serve", "--ws", "carrier-pigeon"])
         monkeypatch.setenv("VOICEPIPE_STT", "nonsense")
         provider = runner.invoke(cli_app, ["serve"])
     assert bad.exit_code == 2
@@ -197,6 +198,11 @@ def test_serve_checks_its_settings_before_starting(
     assert (no_forms.exit_code, no_forms.stderr.strip()) == (
         2,
         "voicepipe: error: nowhere: no such folder",
+    )
+    assert (bad_ws.exit_code, bad_ws.stderr.strip()) == (
+        2,
+        "voicepipe: error: --ws carrier-pigeon: use one of picows, websockets-sansio, "
+        "websockets, wsproto",
     )
     assert provider.exit_code == 2 and "VOICEPIPE_STT" in provider.stderr
 
