@@ -16,7 +16,8 @@ transport, the pipeline, FakeSTT, the replies; the figure that load on a shared
 machine moves least). It stops at the first N whose p99 is over
 ``--target-ms`` (50; ``inf`` runs every N) and reports the largest N under it.
 The server runs as ``voicepipe serve`` runs it (``gc.freeze()`` after startup,
-no permessage-deflate, the picows WebSocket layer; ``--ws`` picks another).
+its GC threshold, no permessage-deflate, the picows WebSocket layer; ``--ws``
+picks another, ``--gc-threshold 0`` Python's default collector).
 
 Run: ``python benchmarks/bench_server.py`` (small and quick, CI-safe). The
 figures in ``docs/server.md``, the server alone on one core and the clients
@@ -48,6 +49,8 @@ import anyio
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+
+from voicepipe.cli.serve import GC_THRESHOLD
 
 ROOT = Path(__file__).resolve().parent.parent
 RATE = 16000
@@ -94,7 +97,9 @@ TURN_TIMEOUT = 10.0
 # -- the server, in a subprocess ----------------------------------------------------------
 
 
-def serve(llm_ttft: float, tts_ttfb: float, ws: str, profile: str | None = None) -> None:
+def serve(
+    llm_ttft: float, tts_ttfb: float, ws: str, gc_threshold: int, profile: str | None = None
+) -> None:
     """Child process: the example server on fake providers; prints its port.
 
     With ``profile``, the server runs under cProfile and writes its stats there
@@ -116,6 +121,7 @@ def serve(llm_ttft: float, tts_ttfb: float, ws: str, profile: str | None = None)
         max_audio_bytes=1 << 40,
         form_store=Path(folder.name) / "forms.db",
         gc_freeze=True,  # as `voicepipe serve` runs it
+        gc_threshold=gc_threshold or None,
     )
     providers = Providers(
         FakeSTT(itertools.repeat("hello there")),
@@ -342,6 +348,7 @@ async def main(args: argparse.Namespace, address: str, pid: int) -> None:
 def bench(args: argparse.Namespace) -> None:
     """Start the server in a subprocess, load it, stop it."""
     flags = ["--llm-ttft", str(args.llm_ttft), "--tts-ttfb", str(args.tts_ttfb), "--ws", args.ws]
+    flags += ["--gc-threshold", str(args.gc_threshold)]
     if args.profile:
         flags += ["--profile", str(Path(args.profile).resolve())]
     command = [sys.executable, __file__, "--serve", *flags]
@@ -377,9 +384,22 @@ if __name__ == "__main__":
         help="the server's WebSocket layer, as `voicepipe serve --ws` (picows, "
         "websockets-sansio, websockets, wsproto)",
     )
+    parser.add_argument(
+        "--gc-threshold",
+        type=int,
+        default=GC_THRESHOLD,
+        help=f"the server's generation-0 GC threshold (voicepipe serve's: {GC_THRESHOLD}; "
+        "0: Python's default, 700)",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.serve:
-        serve(arguments.llm_ttft, arguments.tts_ttfb, arguments.ws, arguments.profile)
+        serve(
+            arguments.llm_ttft,
+            arguments.tts_ttfb,
+            arguments.ws,
+            arguments.gc_threshold,
+            arguments.profile,
+        )
     else:
         bench(arguments)

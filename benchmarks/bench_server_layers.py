@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import itertools
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -89,7 +90,7 @@ def voicepipe_app(layer: str) -> Any:
     return create_app(settings, providers=providers)
 
 
-def serve(layer: str, ws: str, server: str) -> None:
+def serve(layer: str, ws: str, server: str, profile: str | None = None) -> None:
     """Child process: the server of ``layer`` on ``server`` (its WebSocket layer ``ws``);
     prints its port."""
     if layer == "bare":
@@ -116,6 +117,21 @@ def serve(layer: str, ws: str, server: str) -> None:
         ws_ping_interval=None,
         ws_per_message_deflate=False,
     )
+    if not profile:
+        uvicorn.Server(config).run(sockets=[sock])
+        return
+    import cProfile
+    import signal
+
+    profiler = cProfile.Profile(time.thread_time)  # CPU time: the machine may be busy
+
+    def dump(signum: int, frame: object) -> None:
+        profiler.disable()
+        profiler.dump_stats(profile)
+        print("profile written", flush=True)
+
+    signal.signal(signal.SIGUSR1, dump)  # the parent's, after the load
+    profiler.enable()
     uvicorn.Server(config).run(sockets=[sock])
 
 
@@ -185,6 +201,8 @@ def instructions(out: Path) -> int:
 def main(args: argparse.Namespace) -> None:
     command = [sys.executable, __file__, "--serve", args.layer, "--ws", args.ws]
     command += ["--server", args.server]
+    if args.profile:
+        command += ["--profile", str(Path(args.profile).resolve())]
     out = Path(tempfile.mkdtemp(prefix="voicepipe-callgrind-")) / "server.out"
     if args.callgrind:
         valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
@@ -197,6 +215,9 @@ def main(args: argparse.Namespace) -> None:
             assert server.stdout is not None
             port = int(server.stdout.readline())
             frames, cpu = asyncio.run(load(port, server.pid, args))
+            if args.profile:
+                server.send_signal(signal.SIGUSR1)
+                server.stdout.readline()  # "profile written"
         finally:
             server.terminate()
             server.wait()
@@ -223,9 +244,10 @@ if __name__ == "__main__":
         "(uvicorn's default), websockets, wsproto",
     )
     parser.add_argument("--server", choices=["uvicorn", "granian"], default="uvicorn")
+    parser.add_argument("--profile", help="write the server's cProfile stats to this file")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.serve:
-        serve(arguments.serve, arguments.ws, arguments.server)
+        serve(arguments.serve, arguments.ws, arguments.server, arguments.profile)
     else:
         main(arguments)

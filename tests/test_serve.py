@@ -242,6 +242,22 @@ def test_serve_freezes_startup_objects_out_of_the_collectors_way(
     assert (default, served, told) == (False, True, False)
 
 
+def test_serve_raises_the_collectors_threshold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from voicepipe.cli.serve import GC_THRESHOLD, _apply_settings
+    from voicepipe.server import ServerSettings
+
+    with clean_env(monkeypatch, tmp_path):
+        default = ServerSettings().gc_threshold
+        _apply_settings(None, None, None)
+        served = ServerSettings().gc_threshold
+        monkeypatch.setenv("VOICEPIPE_GC_THRESHOLD", "5000")
+        _apply_settings(None, None, None)
+        told = ServerSettings().gc_threshold
+    assert (default, served, told) == (None, GC_THRESHOLD, 5000)
+
+
 @pytest.mark.anyio
 @on_asyncio
 async def test_serve_runs_the_page_and_sessions_on_two_workers(tmp_path: Path) -> None:

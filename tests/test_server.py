@@ -543,3 +543,19 @@ def test_gc_freeze_at_startup_is_a_setting(tmp_path: Path) -> None:
         gc.unfreeze()  # the rest of the test run collects as usual
     assert thawed == 0
     assert frozen > 1000  # the modules, the app, the providers
+
+
+def test_gc_threshold_at_startup_is_a_setting(tmp_path: Path) -> None:
+    f = fake_providers()
+    before = gc.get_threshold()
+    try:
+        with TestClient(make_app(tmp_path, f)) as client:
+            client.get("/health")
+            untouched = gc.get_threshold()
+        with TestClient(make_app(tmp_path, f, gc_threshold=12_345)) as client:
+            client.get("/health")
+            raised = gc.get_threshold()
+    finally:
+        gc.set_threshold(*before)  # the rest of the test run collects as usual
+    assert untouched == before
+    assert raised == (12_345, *before[1:])

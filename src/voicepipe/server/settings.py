@@ -44,7 +44,12 @@ class ServerSettings(BaseSettings):
     dropped and its slot freed. ``gc_freeze``: after startup, move every object
     alive to the garbage collector's permanent generation (``gc.freeze()``), so
     collections during sessions walk only the sessions' objects (shorter pauses,
-    a lower p99); ``voicepipe serve`` turns it on.
+    a lower p99); ``voicepipe serve`` turns it on. ``gc_threshold``: the
+    collector's generation-0 threshold from startup on (Python's default is
+    700 allocations; a server of many sessions allocates that every few
+    milliseconds, and each collection is a pause for every session);
+    ``voicepipe serve`` sets 20000. ``None`` (an embedding app's default)
+    leaves the process's collector alone.
     """
 
     model_config = SettingsConfigDict(
@@ -73,6 +78,7 @@ class ServerSettings(BaseSettings):
     drain_stop_seconds: float = Field(default=10.0, ge=0)
     send_timeout: float = Field(default=10.0, gt=0)
     gc_freeze: bool = False
+    gc_threshold: int | None = Field(default=None, ge=1)
 
     @field_validator("allowed_origins", mode="before")
     @classmethod
