@@ -47,6 +47,12 @@ class FakeLink:
         if not self.input_ended:
             self.pcm += pcm
 
+    def audio_nowait(self, pcm: bytes) -> bool:
+        if self.input_ended:
+            return False
+        self.pcm += pcm
+        return True
+
     async def text(self, content: str) -> None:
         self.texts.append(content)
 

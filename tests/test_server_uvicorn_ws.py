@@ -19,6 +19,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from voicepipe.cli.serve import PICOWS
+from voicepipe.transports.websocket import TAP
 
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("anyio_backend", ["asyncio"])]
 
@@ -274,6 +275,45 @@ async def test_shutdown_closes_sessions_with_1012() -> None:
             await ws.recv()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
     assert log[-1]["type"] == "websocket.disconnect"
+
+
+async def test_the_tap_takes_messages_only_while_the_app_waits_for_one() -> None:
+    # voicepipe's TAP extension: a message the tap takes never reaches receive(); one it
+    # declines does; and while the app is busy, messages queue (in order) untouched.
+    offered: list[Any] = []
+    received: list[Any] = []
+    proceed = anyio.Event()
+
+    def tap(message: bytes | str) -> bool:
+        offered.append(message)
+        return message != b"decline"
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        scope["extensions"][TAP]["set"](tap)
+        received.append((await receive())["bytes"])  # b"decline": the tap said no
+        await proceed.wait()  # busy: b"queued" arrives meanwhile
+        received.append((await receive())["bytes"])
+        scope["extensions"][TAP]["set"](None)
+        received.append((await receive())["bytes"])  # no tap any more
+        await receive()
+
+    async with serving(app) as (address, _), client(address) as ws:
+        await ws.send(b"taken")
+        await ws.send(b"decline")
+        with anyio.fail_after(5):
+            while received != [b"decline"]:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        await ws.send(b"queued")
+        await (await ws.ping())  # the server has read b"queued" before its pong
+        proceed.set()
+        await ws.send(b"untapped")
+        with anyio.fail_after(5):
+            while len(received) < 3:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+    assert offered == [b"taken", b"decline"]
+    assert received == [b"decline", b"queued", b"untapped"]
 
 
 def raw_client(address: str) -> socket.socket:

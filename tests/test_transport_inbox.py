@@ -83,3 +83,30 @@ async def test_close_lets_a_waiting_producer_go() -> None:
         await anyio.wait_all_tasks_blocked()
         inbox.close()
     assert [item async for item in inbox] == [0]
+
+
+async def test_put_nowait_queues_only_when_there_is_room_and_wakes_the_consumer() -> None:
+    inbox: Inbox[int] = Inbox(2)
+    got: list[int] = []
+
+    async def consume() -> None:
+        async for item in inbox:
+            got.append(item)
+            if item == 1:
+                await anyio.sleep_forever()  # stops taking: the inbox fills
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consume)
+        await anyio.wait_all_tasks_blocked()
+        assert inbox.put_nowait(1)
+        await anyio.wait_all_tasks_blocked()
+        assert got == [1]  # the waiting consumer was woken
+        assert (inbox.put_nowait(2), inbox.put_nowait(3), inbox.put_nowait(4)) == (
+            True,
+            True,
+            False,  # full: the caller must wait with put()
+        )
+        tg.cancel_scope.cancel()
+    inbox.close()
+    assert not inbox.put_nowait(5)  # closed
+    assert [item async for item in inbox] == [2, 3]

@@ -7,7 +7,9 @@ HTTP side (h11, the handshake request, the ASGI app's accept or refusal, its
 log lines) stays uvicorn's way, and once the app accepts, the connection is
 handed to picows's ``WSProtocol``, which reads into its own buffer, unmasks
 and parses frames in C and calls back per frame. The ASGI side is a queue and
-one future per wait.
+one future per wait, plus voicepipe's ``TAP`` scope extension
+(:data:`voicepipe.transports.websocket.TAP`): the app may take a message in
+the socket's callback while it waits for one, saving a task wake-up.
 
 Same guarantees as uvicorn's protocols: frames over ``ws_max_size`` close the
 connection with 1009, invalid UTF-8 text with 1007; a full receive queue
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any, cast
 from urllib.parse import unquote
@@ -49,6 +52,8 @@ from uvicorn.protocols.utils import (
     is_ssl,
 )
 from uvicorn.server import ServerState
+
+from voicepipe.transports.websocket import TAP
 
 __all__ = ["PicowsProtocol"]
 
@@ -112,6 +117,7 @@ class PicowsProtocol(asyncio.Protocol):
         self.fragments_type = WSMsgType.BINARY
         self.fragments_size = 0
         self.response: tuple[int, list[tuple[bytes, bytes]], bytes] | None = None
+        self.tap: Callable[[bytes | str], bool] | None = None  # voicepipe's TAP extension
 
     # -- uvicorn's side: the upgrade request, until the app answers it ----------------
 
@@ -155,7 +161,7 @@ class PicowsProtocol(asyncio.Protocol):
             "headers": headers,
             "subprotocols": subprotocols,
             "state": self.app_state.copy(),
-            "extensions": {"websocket.http.response": {}},
+            "extensions": {"websocket.http.response": {}, TAP: {"set": self._set_tap}},
         }
         self._put({"type": "websocket.connect"})
         task = self.loop.create_task(self.run_asgi())
@@ -274,9 +280,18 @@ class PicowsProtocol(asyncio.Protocol):
             return
         self._message(None, text)
 
+    def _set_tap(self, handler: Callable[[bytes | str], bool] | None) -> None:
+        self.tap = handler
+
     def _message(self, data: bytes | None, text: str | None) -> None:
         if self.close_sent:
             return  # the app is past `websocket.close`: only the peer's close matters
+        # The app waits in receive() with nothing queued: its tap may take the message
+        # here, in order, without waking its task.
+        tap = self.tap
+        if tap is not None and self.waiter is not None and not self.messages:  # noqa: SIM102
+            if tap(data if text is None else text):  # type: ignore[arg-type]
+                return
         if text is None:
             self._put({"type": "websocket.receive", "bytes": data})
         else:

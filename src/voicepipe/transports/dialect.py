@@ -41,6 +41,13 @@ The hooks, in the order the core calls them:
     (a non-recoverable error, then close 1008). Incoming acknowledgements
     (Twilio's ``mark``) are handled here as well. Slow work (a decoder) goes
     to a thread or to a task of the session: ``link.start_soon``.
+``on_frame_nowait(frame, link)``
+    Optional, for servers whose WebSocket layer offers it (``voicepipe
+    serve``'s): take the common frame (audio the pipeline hears as is) in the
+    socket's own callback, with ``link.audio_nowait(pcm)``, and return True;
+    return False for anything else, and ``on_frame`` gets it as usual. It
+    saves a task wake-up per frame. It is called only while ``on_frame`` is
+    idle, so frames stay in order.
 ``aclose()``
     The session is over, however it ended (shielded, bounded to a second or
     two): release threads and native codec state. It must not send.
@@ -96,6 +103,11 @@ class Link(Protocol):
         audio budget; dropped after :meth:`end_input`). Waits while the pipeline is behind."""
         ...
 
+    def audio_nowait(self, pcm: bytes) -> bool:
+        """:meth:`audio` if it needs no wait and no error: True if ``pcm`` was taken,
+        False if it must go through :meth:`audio` (input ended, budget, a full queue)."""
+        ...
+
     async def text(self, content: str) -> None:
         """Hand a typed user turn to a text-mode session."""
         ...
@@ -143,6 +155,10 @@ class Dialect:
     async def on_frame(self, frame: str | bytes, link: Link) -> None:
         """One client frame."""
         await link.error(f"{type(self).__name__} takes no input")
+
+    def on_frame_nowait(self, frame: str | bytes, link: Link) -> bool:
+        """The fast path for a common frame (see the module's docstring): True if taken."""
+        return False
 
     async def on_event(self, event: Event, link: Link) -> None:
         """One pipeline event: send it as this client expects it."""

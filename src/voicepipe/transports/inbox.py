@@ -50,6 +50,16 @@ class Inbox(Generic[T]):
             self._ready.set()
             self._ready = None
 
+    def put_nowait(self, item: T) -> bool:
+        """Queue ``item`` if there is room and the inbox is open: True if it was queued."""
+        if len(self._items) >= self._size or self.abandoned or self.closed:
+            return False
+        self._items.append(item)
+        if self._ready is not None:
+            self._ready.set()
+            self._ready = None
+        return True
+
     def close(self) -> None:
         """No more items: the consumer ends after those queued."""
         self.closed = True

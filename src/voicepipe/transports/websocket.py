@@ -60,7 +60,7 @@ from voicepipe.transports.dialect import Dialect
 from voicepipe.transports.dialects.voicepipe import VoicepipeDialect
 from voicepipe.transports.inbox import Inbox
 
-__all__ = ["DEFAULT_MAX_FRAME_BYTES", "DEFAULT_SEND_TIMEOUT", "serve"]
+__all__ = ["DEFAULT_MAX_FRAME_BYTES", "DEFAULT_SEND_TIMEOUT", "TAP", "serve"]
 
 log = logging.getLogger("voicepipe.transports.websocket")
 
@@ -75,6 +75,15 @@ CLOSE_GRACE = 1.0
 
 OUTBOX_FRAMES = 64
 """Frames that may wait for the writer before whoever queues them waits too."""
+
+TAP = "voicepipe.tap"
+"""An ASGI scope extension a WebSocket layer may offer (``voicepipe serve``'s does):
+``scope["extensions"][TAP]["set"](handler)``, where ``handler(message) -> bool``
+(``message`` the ``bytes`` or ``str`` of a client frame) is called in the socket's
+callback while the app waits in ``receive()`` with nothing queued; True means it
+took the message, which then never reaches ``receive()``. ``set(None)`` removes it.
+The reader uses it for the common frame (audio the pipeline hears as is): one
+task wake-up per frame instead of two."""
 
 _GONE = (WebSocketDisconnect, RuntimeError, OSError)
 """What sending raises once the client is gone (WebSocketDisconnected is a RuntimeError)."""
@@ -319,7 +328,23 @@ class _Connection:
     # -- client -> server ------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        link = self.links[_Gate.INPUT]
+        tap = self.websocket.scope.get("extensions", {}).get(TAP)
+        if tap is None:
+            await self._read(self.links[_Gate.INPUT])
+            return
+        tap["set"](self._frame_nowait)
+        try:
+            await self._read(self.links[_Gate.INPUT])
+        finally:
+            tap["set"](None)
+
+    def _frame_nowait(self, frame: bytes | str) -> bool:
+        """A client frame, in the socket's callback (see :data:`TAP`): True if taken."""
+        if self.closing or len(frame) > self.max_frame_bytes or type(frame) is not bytes:
+            return False  # the reader decides, in order
+        return self.dialect.on_frame_nowait(frame, self.links[_Gate.INPUT])
+
+    async def _read(self, link: _Link) -> None:
         while True:
             message = await self.websocket.receive()
             if message["type"] == "websocket.disconnect":
@@ -352,6 +377,17 @@ class _Connection:
             await self.fail(f"the session used up its audio budget of {self.max_audio_bytes} bytes")
             return
         await self._audio.put(pcm)  # waits (and so stops reading) only when the pipeline is behind
+
+    def audio_nowait(self, pcm: bytes) -> bool:
+        if self.input_ended or self.closing or not pcm:
+            return False
+        size = self.audio_bytes + len(pcm)
+        if self.max_audio_bytes is not None and size > self.max_audio_bytes:
+            return False  # audio() ends the session
+        if not self._audio.put_nowait(pcm):
+            return False  # full: audio() waits
+        self.audio_bytes = size
+        return True
 
     async def text(self, content: str) -> None:
         if not self.input_ended and not self.closing:
@@ -388,6 +424,9 @@ class _Link:
 
     async def audio(self, pcm: bytes) -> None:
         await self._c.audio(pcm)
+
+    def audio_nowait(self, pcm: bytes) -> bool:
+        return self._c.audio_nowait(pcm)
 
     async def text(self, content: str) -> None:
         await self._c.text(content)

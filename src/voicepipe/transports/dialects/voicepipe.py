@@ -105,6 +105,12 @@ class VoicepipeDialect(Dialect):
         else:
             await self._on_control(frame, link)
 
+    def on_frame_nowait(self, frame: str | bytes, link: Link) -> bool:
+        audio_in = self.audio_in
+        if type(frame) is bytes and audio_in is not None and audio_in.passthrough:
+            return not self.text_mode and link.audio_nowait(frame)
+        return False
+
     async def on_event(self, event: Event, link: Link) -> None:
         out = self.audio_out
         if isinstance(event, AudioChunk) and out is not None and out.codec != "pcm16":
