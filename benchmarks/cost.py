@@ -20,7 +20,9 @@ event loop's timer for the paced sleep, which this leaves out.
 
 Run: ``python benchmarks/cost.py [--loop uvloop] [--sessions 20] [--chunks 200]``
 (each run under valgrind takes a while). ``--cpu`` measures CPU time per
-chunk instead (no valgrind; noisy on a shared machine).
+chunk instead (no valgrind; noisy on a shared machine); ``--objects`` counts
+the objects the garbage collector tracks per live session (what a full
+collection walks), e.g. ``--objects --sessions 200``.
 """
 
 from __future__ import annotations
@@ -152,6 +154,49 @@ def cpu(args: argparse.Namespace) -> None:
     anyio.run(main, backend=args.backend, backend_options=_options(args))
 
 
+def objects(args: argparse.Namespace) -> None:
+    """Objects the garbage collector tracks per live session (silent, mid-way), and
+    how many of them stay after a full collection (the rest is garbage it had to find)."""
+    from voicepipe import AudioFormat, Pipeline
+    from voicepipe.providers.fake import FakeLLM, FakeSTT, FakeTTS
+
+    n = args.sessions
+    silence = bytes(AudioFormat(16000, 1).bytes_for(20))
+
+    async def main() -> None:
+        await sessions(2, 40, speak=True)  # lazy imports and caches
+        hold = anyio.Event()
+
+        async def audio() -> AsyncIterator[bytes]:
+            for i in range(20):
+                if i == 10:
+                    await hold.wait()
+                yield silence
+
+        async def session() -> None:
+            p = Pipeline(stt=FakeSTT(["hello there"]), llm=FakeLLM(), tts=FakeTTS())
+            async with p.run(audio()) as stream:
+                async for _ in stream:
+                    pass
+
+        gc.collect()
+        before = len(gc.get_objects())
+        async with anyio.create_task_group() as tg:
+            for _ in range(n):
+                tg.start_soon(session)
+            await anyio.wait_all_tasks_blocked()
+            live = len(gc.get_objects())
+            gc.collect()
+            kept = len(gc.get_objects())
+            hold.set()
+        print(
+            f"{_name(args)}, {n} live sessions: {(live - before) / n:.0f} objects tracked per "
+            f"session, {(kept - before) / n:.0f} after a full collection"
+        )
+
+    anyio.run(main, backend=args.backend, backend_options=_options(args))
+
+
 def _name(args: argparse.Namespace) -> str:
     return args.loop if args.backend == "asyncio" else "trio"
 
@@ -164,6 +209,9 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=200)
     parser.add_argument("--cpu", action="store_true", help="CPU time instead of valgrind")
     parser.add_argument("--repeat", type=int, default=5, help="with --cpu: runs of each")
+    parser.add_argument(
+        "--objects", action="store_true", help="objects the GC tracks per live session"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--speak", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
@@ -173,6 +221,9 @@ def main() -> None:
         return
     if args.cpu:
         cpu(args)
+        return
+    if args.objects:
+        objects(args)
         return
     n, c = args.sessions, args.chunks
     empty = instructions(args, 0, c)

@@ -31,10 +31,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.abc import ObjectReceiveStream, TaskGroup
 
 from voicepipe.audio import AudioFormat
+from voicepipe.channel import Receiver, Sender
 from voicepipe.errors import AudioFormatError, PolicyError, ProviderError, Stage
 from voicepipe.events import (
     AssistantReply,
@@ -50,7 +50,7 @@ from voicepipe.policies.conversation import ConversationPolicy
 from voicepipe.providers.base import LLM, STT, TTS, Usage, transcribe
 from voicepipe.session import LiveSession, Playback, QueuedTurn
 from voicepipe.speaking import ReplyState, Speaker
-from voicepipe.streams import CLOSE_TIMEOUT, aiter_any, closing, put
+from voicepipe.streams import CLOSE_TIMEOUT, aiter_any, closing
 from voicepipe.turns import BargeIn, LocalTurnDetector, TurnDetector, TurnTaking
 
 __all__ = ["Pipeline", "Playback"]
@@ -74,7 +74,7 @@ class _Feeding:
         self,
         pipeline: Pipeline,
         session: LiveSession,
-        turns: MemoryObjectSendStream[QueuedTurn],
+        turns: Sender[QueuedTurn],
         scope: anyio.CancelScope,
     ) -> None:
         self.pipeline = pipeline
@@ -83,7 +83,7 @@ class _Feeding:
         self.scope = scope
         self.done = False
 
-    async def __aenter__(self) -> MemoryObjectSendStream[QueuedTurn]:
+    async def __aenter__(self) -> Sender[QueuedTurn]:
         return self.turns
 
     async def __aexit__(self, kind: object, exc: BaseException | None, tb: object) -> bool:
@@ -152,14 +152,12 @@ class Pipeline:
         self.session_id = session_id or uuid.uuid4().hex
         self.playback: Playback | None = None
         """Set by a transport whose client reports playback (see :class:`Playback`)."""
-        self._live: tuple[LiveSession, MemoryObjectSendStream[QueuedTurn]] | None = None
+        self._live: tuple[LiveSession, Sender[QueuedTurn]] | None = None
 
     # -- public entry points -------------------------------------------------
 
     @asynccontextmanager
-    async def run(
-        self, audio: AsyncIterable[bytes]
-    ) -> AsyncIterator[MemoryObjectReceiveStream[Event]]:
+    async def run(self, audio: AsyncIterable[bytes]) -> AsyncIterator[ObjectReceiveStream[Event]]:
         """Run a session on ``audio`` (raw chunks in ``input_format``); yield its events."""
         if self.stt is None:
             raise ValueError("Pipeline.run() needs stt=...; use run_text() for typed turns")
@@ -177,7 +175,7 @@ class Pipeline:
     @asynccontextmanager
     async def run_text(
         self, turns: Iterable[str] | AsyncIterable[str]
-    ) -> AsyncIterator[MemoryObjectReceiveStream[Event]]:
+    ) -> AsyncIterator[ObjectReceiveStream[Event]]:
         """Run a session on typed user turns; each is answered before the next is read."""
 
         async def source(session: LiveSession, feeding: _Feeding, tg: TaskGroup) -> None:
@@ -198,15 +196,16 @@ class Pipeline:
         if interrupted is not None:
             await session.emit(interrupted)
         with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            await put(turns, QueuedTurn(text, anyio.current_time(), announce=True))
+            await turns.send(QueuedTurn(text, anyio.current_time(), announce=True))
 
     # -- session -------------------------------------------------------------
 
     @asynccontextmanager
     async def _run(
         self, source: _Source, *, sequential: bool = False
-    ) -> AsyncIterator[MemoryObjectReceiveStream[Event]]:
-        send, receive = anyio.create_memory_object_stream[Event](self.event_buffer)
+    ) -> AsyncIterator[ObjectReceiveStream[Event]]:
+        receive: Receiver[Event] = Receiver(self.event_buffer)
+        send = Sender(receive)
         session = LiveSession(send, paced=self.realtime_lead is not None, playback=self.playback)
         caller_error: Exception | None = None
         async with anyio.create_task_group() as tg:
@@ -245,7 +244,8 @@ class Pipeline:
             )
         )
         buffer = 0 if sequential else 16
-        turn_send, turn_receive = anyio.create_memory_object_stream[QueuedTurn](buffer)
+        turn_receive: Receiver[QueuedTurn] = Receiver(buffer)
+        turn_send = Sender(turn_receive)
         self._live = (session, turn_send)
         with turn_receive, anyio.CancelScope() as session_scope:
             async with anyio.create_task_group() as tg:

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import anyio
-from anyio.streams.memory import MemoryObjectSendStream
 
+from voicepipe.channel import Sender
 from voicepipe.events import AudioChunk, Event, Interrupted, Resumed
 from voicepipe.providers.base import Expectation
 from voicepipe.speaking import ReplyState, Speaker
-from voicepipe.streams import put
 
 __all__ = ["LiveSession", "Playback", "QueuedTurn"]
 
@@ -59,7 +58,7 @@ class LiveSession:
 
     def __init__(
         self,
-        send: MemoryObjectSendStream[Event],
+        send: Sender[Event],
         *,
         paced: bool,
         playback: Playback | None = None,
@@ -74,7 +73,7 @@ class LiveSession:
         self.audio_bytes = 0  # reply audio emitted so far (what Playback.played counts)
         self.expecting: str | None = None  # the last reply's Reply.expecting
         self.expect = Expectation()  # the same, as the STT's hint (Reply.hint)
-        self.turn_queue: MemoryObjectSendStream[QueuedTurn] | None = None
+        self.turn_queue: Sender[QueuedTurn] | None = None
         self._gate: anyio.Event | None = None  # set while the reply is paused
         self._paused_at = 0.0
         self.gone = False  # the consumer closed the event stream
@@ -100,7 +99,7 @@ class LiveSession:
             if isinstance(event, AudioChunk):
                 self.audio_bytes += len(event.audio)
             try:
-                await put(self.send, event)
+                await self.send.send(event)  # no loop trip when there is room
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 await self._left()
         finally:
@@ -235,7 +234,7 @@ class LiveSession:
         # there is none (audio fed faster than real time can end another turn first).
         self.expecting = None
         turn = QueuedTurn(text, anyio.current_time(), endpoint_ms=endpoint_ms, wait_ms=wait_ms)
-        await put(self.turn_queue, turn)
+        await self.turn_queue.send(turn)
 
     # -- the speaker's side ----------------------------------------------------
 

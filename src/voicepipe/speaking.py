@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Protocol
 
 import anyio
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from voicepipe.audio import AudioFormat, Resampler
+from voicepipe.channel import Receiver, Sender
 from voicepipe.errors import ProviderError, Stage
 from voicepipe.events import AssistantDelta, AudioChunk, ErrorEvent, Event
 from voicepipe.providers.base import TTS
-from voicepipe.streams import aiter_any, closing, put, take
+from voicepipe.streams import aiter_any, closing
 from voicepipe.text import SentenceSplitter
 from voicepipe.turns.playback import Playback, word_offsets
 
@@ -86,7 +86,7 @@ class ReplyState:
 @dataclass(slots=True)
 class _Sentence:
     text: str
-    audio: MemoryObjectReceiveStream[bytes | ErrorEvent] | None  # synthesized ahead
+    audio: Receiver[bytes | ErrorEvent] | None  # synthesized ahead
     direct: bool = False  # the player synthesizes it itself (it was waiting for it)
 
 
@@ -128,7 +128,8 @@ class Speaker:
                     ctx.task_group = tg
                 await self._speak_text(deltas, state)
             return
-        sentences_send, sentences = anyio.create_memory_object_stream[_Sentence](1)
+        sentences: Receiver[_Sentence] = Receiver(1)
+        sentences_send = Sender(sentences)
         opened: list[_Sentence] = []  # closed below even if cancelled before being played
         try:
             async with anyio.create_task_group() as tg:
@@ -173,7 +174,7 @@ class Speaker:
         self,
         deltas: AsyncIterable[str],
         tts: TTS,
-        sentences: MemoryObjectSendStream[_Sentence],
+        sentences: Sender[_Sentence],
         tg: TaskGroup,
         state: ReplyState,
         opened: list[_Sentence],
@@ -183,21 +184,20 @@ class Speaker:
 
         async def queue(piece: str) -> None:
             if not piece.strip():
-                await put(sentences, _Sentence(piece, None))
+                await sentences.send(_Sentence(piece, None))
                 return
-            if sentences.statistics().tasks_waiting_receive:
+            if sentences.receiving:
                 # The player is waiting for this sentence, so it reads the TTS
                 # itself: no task, no stream. One that comes while the player
                 # is busy is synthesized ahead, beside it.
-                await put(sentences, _Sentence(piece, None, direct=True))
+                await sentences.send(_Sentence(piece, None, direct=True))
                 return
-            audio_send, audio_receive = anyio.create_memory_object_stream[bytes | ErrorEvent](
-                math.inf
-            )
+            audio_receive: Receiver[bytes | ErrorEvent] = Receiver(math.inf)
+            audio_send = Sender(audio_receive)
             sentence = _Sentence(piece, audio_receive)
             opened.append(sentence)
             try:
-                await put(sentences, sentence)
+                await sentences.send(sentence)
             except BaseException:
                 audio_send.close()
                 raise
@@ -244,32 +244,25 @@ class Speaker:
         self,
         tts: TTS,
         text: str,
-        audio: MemoryObjectSendStream[bytes | ErrorEvent],
+        audio: Sender[bytes | ErrorEvent],
         state: ReplyState,
     ) -> None:
         """Synthesize a sentence ahead, while the one before it is still going out."""
         async with audio, closing(self._chunks(tts, text, state)) as items:
             async for item in items:
-                await put(audio, item)
+                await audio.send(item)
 
-    async def _play(
-        self, sentences: MemoryObjectReceiveStream[_Sentence], tts: TTS, state: ReplyState
-    ) -> None:
+    async def _play(self, sentences: Receiver[_Sentence], tts: TTS, state: ReplyState) -> None:
         """Emit each sentence's audio in order, its text just before its first chunk."""
-        while True:
-            try:
-                sentence = await take(sentences)
-            except anyio.EndOfStream:
-                return
+        async for sentence in sentences:
             if sentence.direct:
                 async with closing(self._chunks(tts, sentence.text.strip(), state)) as items:
                     if not await self._play_sentence(sentence.text, items, tts, state):
                         return
             elif sentence.audio is not None:
-                with sentence.audio:
-                    async with closing(_drain(sentence.audio)) as items:
-                        if not await self._play_sentence(sentence.text, items, tts, state):
-                            return
+                with sentence.audio as audio:  # synthesized ahead: what is there, then as it comes
+                    if not await self._play_sentence(sentence.text, audio, tts, state):
+                        return
             elif not await self._say(sentence.text, state):
                 return
 
@@ -338,14 +331,3 @@ class Speaker:
             return False
         await self.out.emit(AudioChunk(audio=data, format=fmt))
         return True
-
-
-async def _drain(
-    stream: MemoryObjectReceiveStream[bytes | ErrorEvent],
-) -> AsyncIterator[bytes | ErrorEvent]:
-    """A sentence's audio synthesized ahead: what is waiting at once, then as it comes."""
-    while True:
-        try:
-            yield await take(stream)
-        except anyio.EndOfStream:
-            return

@@ -1,4 +1,4 @@
-"""Small stream helpers the session machinery shares: close on exit, send without a loop trip."""
+"""Small stream helpers the session machinery shares: close on exit, iterate anything."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Generic, TypeVar
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-__all__ = ["CLOSE_TIMEOUT", "aiter_any", "closing", "put", "take"]
+__all__ = ["CLOSE_TIMEOUT", "aiter_any", "closing"]
 
 T = TypeVar("T")
 
@@ -44,35 +43,6 @@ class closing(Generic[T]):
         if close is not None:
             with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
                 await close()
-
-
-async def put(stream: MemoryObjectSendStream[T], item: T) -> None:
-    """Send ``item``, without a trip through the event loop when there is room.
-
-    anyio's ``send`` always yields to the loop first; on the hot paths (every
-    event, every audio chunk) that trip costs more than the work itself.
-    A full buffer still blocks, so back-pressure is kept.
-    """
-    try:
-        stream.send_nowait(item)
-        return
-    except anyio.WouldBlock:
-        pass
-    await stream.send(item)  # outside the except: the wait does not hold the exception alive
-
-
-async def take(stream: MemoryObjectReceiveStream[T]) -> T:
-    """Receive an item, without a trip through the event loop when one is waiting.
-
-    The other half of :func:`put`, for the session's own streams (a reply's
-    sentences and audio): anyio's ``receive`` always yields to the loop first.
-    ``anyio.EndOfStream`` once the stream is closed and empty.
-    """
-    try:
-        return stream.receive_nowait()
-    except anyio.WouldBlock:
-        pass
-    return await stream.receive()
 
 
 async def aiter_any(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:

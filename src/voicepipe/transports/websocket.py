@@ -49,8 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream
+from anyio.abc import ObjectReceiveStream, TaskGroup
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from voicepipe.errors import Stage
@@ -311,7 +310,7 @@ class _Connection:
             await self.done.wait()
         self.end()
 
-    async def _event_loop(self, events: MemoryObjectReceiveStream[Event], tg: TaskGroup) -> None:
+    async def _event_loop(self, events: ObjectReceiveStream[Event], tg: TaskGroup) -> None:
         link = self.links[_Gate.EVENTS]
         async for event in events:
             if isinstance(event, Finish):
