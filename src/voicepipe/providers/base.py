@@ -165,8 +165,11 @@ def transcribe(
     stt: STT, audio: AsyncIterable[bytes], format: AudioFormat, emit: Emit, expect: Expectation
 ) -> Awaitable[None]:
     """Run ``stt`` on ``audio``, handing it ``expect`` when it can use one."""
-    if isinstance(stt, ExpectingSTT):
-        return stt.transcribe_expecting(audio, format, emit, expect)
+    # What isinstance(stt, ExpectingSTT) checks, without typing's slow protocol check.
+    expecting = getattr(stt, "transcribe_expecting", None)
+    if expecting is not None:
+        result: Awaitable[None] = expecting(audio, format, emit, expect)
+        return result
     return stt.transcribe(audio, format, emit)
 
 

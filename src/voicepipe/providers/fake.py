@@ -109,10 +109,16 @@ class FakeSTT:
                     await emit(UserTurn(content=text, endpoint_ms=waited))
 
             loud_one = loud_windows.one
+            rms = loud_windows.rms  # inline below: this runs for every chunk
+            quiet = self.threshold - 1  # an RMS (rounded down) this low is surely quiet
             async for chunk in audio:
-                self.received_bytes += len(chunk)
-                if not pending and len(chunk) == window:  # one window: the common case
-                    is_loud = loud_one(chunk)
+                size = len(chunk)
+                self.received_bytes += size
+                if not pending and size == window:  # one window: the common case
+                    if rms is not None and rms(chunk, 2) <= quiet:
+                        is_loud = False
+                    else:
+                        is_loud = loud_one(chunk)
                     if not is_loud and not speech:
                         continue  # silence outside a turn: nothing to do
                     loud: Sequence[bool] = (is_loud,)
@@ -387,11 +393,11 @@ class _LoudWindows:
         self._samples = window // 2
         self._threshold = threshold
         self._limit = threshold * threshold * self._samples  # RMS >= t  <=>  Σx² >= t²·n
-        self._rms = _audioop_rms()
+        self.rms = _audioop_rms()  # audioop.rms(pcm, 2): the RMS rounded down
 
     def __call__(self, pcm: bytes) -> Sequence[bool]:
         window = self._window
-        if self._rms is not None:
+        if self.rms is not None:
             return [self.one(pcm[i : i + window]) for i in range(0, len(pcm), window)]
         samples = self._np.frombuffer(pcm, dtype=self._int16).astype(self._float32)
         frames = samples.reshape(-1, self._samples)
@@ -400,9 +406,9 @@ class _LoudWindows:
 
     def one(self, pcm: bytes) -> bool:
         """Is this one window loud?"""
-        if self._rms is None:
+        if self.rms is None:
             return self(pcm)[0]
-        floor = self._rms(pcm, 2)  # the true RMS is in [floor, floor + 1)
+        floor = self.rms(pcm, 2)  # the true RMS is in [floor, floor + 1)
         if floor >= self._threshold:
             return True
         if floor + 1 <= self._threshold:
