@@ -314,10 +314,12 @@ async def test_llm_failing_mid_reply_keeps_what_was_spoken() -> None:
     tts = FakeTTS()
     async with Pipeline(llm=llm, tts=tts).run_text(["hi"]) as stream:  # type: ignore[arg-type]
         events = await collect(stream)
-    assert types(events) == [
-        "session", "user_turn", "error", "assistant_delta", "audio", "assistant", "metrics",
-        "finish",
+    # The error is reported by the task reading the rest of the text while the first
+    # sentence goes out: before or during its audio, as the tasks happen to run.
+    assert types([e for e in events if e.type != "error"]) == [
+        "session", "user_turn", "assistant_delta", "audio", "assistant", "metrics", "finish",
     ]  # fmt: skip
+    assert types(events).index("error") < types(events).index("assistant")
     error = of_type(events, ErrorEvent)[0]
     assert error.stage == "llm" and "connection reset" in error.message and error.recoverable
     assert tts.texts == ["The first part."]

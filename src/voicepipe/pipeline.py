@@ -27,7 +27,7 @@ from collections.abc import (
     Coroutine,
     Iterable,
 )
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import anyio
@@ -156,8 +156,9 @@ class Pipeline:
 
     # -- public entry points -------------------------------------------------
 
-    @asynccontextmanager
-    async def run(self, audio: AsyncIterable[bytes]) -> AsyncIterator[ObjectReceiveStream[Event]]:
+    def run(
+        self, audio: AsyncIterable[bytes]
+    ) -> AbstractAsyncContextManager[ObjectReceiveStream[Event]]:
         """Run a session on ``audio`` (raw chunks in ``input_format``); yield its events."""
         if self.stt is None:
             raise ValueError("Pipeline.run() needs stt=...; use run_text() for typed turns")
@@ -169,13 +170,11 @@ class Pipeline:
             # _listen's coroutine itself: one frame fewer for each chunk's wake-up to cross.
             return self._listen(stt, audio, session, feeding, tg)
 
-        async with self._run(source) as events:
-            yield events
+        return self._run(source)
 
-    @asynccontextmanager
-    async def run_text(
+    def run_text(
         self, turns: Iterable[str] | AsyncIterable[str]
-    ) -> AsyncIterator[ObjectReceiveStream[Event]]:
+    ) -> AbstractAsyncContextManager[ObjectReceiveStream[Event]]:
         """Run a session on typed user turns; each is answered before the next is read."""
 
         async def source(session: LiveSession, feeding: _Feeding, tg: TaskGroup) -> None:
@@ -183,8 +182,7 @@ class Pipeline:
                 async for text in texts:
                     await queue.send(QueuedTurn(text, anyio.current_time(), announce=True))
 
-        async with self._run(source, sequential=True) as events:
-            yield events
+        return self._run(source, sequential=True)
 
     async def inject_turn(self, text: str) -> None:
         """Answer ``text`` as a whole user turn that did not come from the STT
@@ -225,13 +223,14 @@ class Pipeline:
 
     async def _main(self, session: LiveSession, source: _Source, sequential: bool) -> None:
         try:
-            with session.scope:
-                async with session.send:
-                    try:
+            async with session.send:
+                try:
+                    # Cancelled when the consumer has left, or the STT failed for good.
+                    with session.scope:
                         await self._session(session, source, sequential)
-                    finally:
-                        await self._close_policy()
-                    await session.emit(Finish(reason=session.finish_reason))
+                finally:
+                    await self._close_policy()
+                await session.emit(Finish(reason=session.finish_reason))  # (not if it left)
         finally:
             session.ended = True
 
@@ -247,9 +246,9 @@ class Pipeline:
         turn_receive: Receiver[QueuedTurn] = Receiver(buffer)
         turn_send = Sender(turn_receive)
         self._live = (session, turn_send)
-        with turn_receive, anyio.CancelScope() as session_scope:
+        with turn_receive:
             async with anyio.create_task_group() as tg:
-                feeding = _Feeding(self, session, turn_send, session_scope)
+                feeding = _Feeding(self, session, turn_send, session.scope)
                 tg.start_soon(source, session, feeding, tg)
                 await self._respond(session, turn_receive)
                 if not feeding.done:  # the policy ended the session: stop listening
@@ -318,9 +317,19 @@ class Pipeline:
     ) -> AsyncIterator[bytes]:
         """The caller's audio, with malformed chunks reported and dropped."""
         check = self.input_format.check_chunk
+        frame = self.input_format.frame_size
         limit = self.max_chunk_bytes
         async with closing(audio) as iterator:
             async for chunk in iterator:
+                # The common case inline (every chunk passes here): whole frames of bytes.
+                if (
+                    type(chunk) is bytes
+                    and not (size := len(chunk)) % frame
+                    and size <= limit
+                    and not chunk.startswith(b"RIFF")
+                ):
+                    yield chunk
+                    continue
                 try:
                     data = check(chunk)
                     if len(data) > limit:
@@ -361,36 +370,32 @@ class Pipeline:
         ctx = PolicyContext(self.llm, Usage(), session.emit)
         reply: Reply | None = None
         fatal: ProviderError | PolicyError | None = None
-        with anyio.CancelScope() as scope:
-            session.reply_scope, session.reply_state = scope, state
-            try:
-                state.deciding = True
-                if turn is None:
-                    reply = await self.policy.start(ctx)
-                else:
-                    reply = await self.policy.on_user_turn(turn.text, ctx)
+        session.reply_state = state
+        try:
+            state.deciding = True
+            if turn is None:
+                reply = await self.policy.start(ctx)
+            else:
+                reply = await self.policy.on_user_turn(turn.text, ctx)
+            session.expecting = reply.expecting if reply is not None else None
+            session.expect.hint = reply.hint() if reply is not None else None
+            if reply is None:
                 state.deciding = False
-                session.expecting = reply.expecting if reply is not None else None
-                session.expect.hint = reply.hint() if reply is not None else None
-                if reply is not None:
-                    for event in reply.events:
-                        await session.emit(event)
-                    if not state.interrupted:
-                        await self._speaker(session).speak(reply.text, state, ctx)
-                    if session.playback is not None and not state.interrupted:
-                        await session.playback.played(session.audio_bytes)
-                await session.unpaused(state)  # a pause at the very end ends in resume or cut
-                state.finished = True
-            except (ProviderError, PolicyError) as exc:
-                if exc.recoverable:
-                    await self._error(session, exc.stage, exc.message)
-                else:
-                    fatal = exc
-            except Exception as exc:
-                log.exception("policy failed")
-                await self._error(session, "policy", f"{type(exc).__name__}: {exc}")
-            finally:
-                session.reply_scope = session.reply_state = None
+            else:
+                # The reply's task group: its scope is what a cut cancels (the LLM
+                # and TTS stop at once), and the policy's work beside the reply (a
+                # tool call) runs in it. Entered once there is something to say.
+                async with anyio.create_task_group() as tg:
+                    session.reply_scope, ctx.task_group = tg.cancel_scope, tg
+                    state.deciding = False
+                    await self._say(session, reply, state, tg)
+                session.reply_scope = None
+            await session.unpaused(state)  # a pause at the very end ends in resume or cut
+            state.finished = True
+        except Exception as exc:
+            fatal = await self._failed(session, exc)
+        finally:
+            session.reply_scope = session.reply_state = ctx.task_group = None
         interrupted = state.interrupted
         if interrupted:
             await session.after_cut()
@@ -420,6 +425,32 @@ class Pipeline:
             session.finish_reason = reply.finish_reason
             return True
         return False
+
+    async def _say(
+        self, session: LiveSession, reply: Reply, state: ReplyState, tg: TaskGroup
+    ) -> None:
+        """The decided reply's events, then its words (unless the caller has cut in)."""
+        for event in reply.events:
+            await session.emit(event)
+        if not state.interrupted:
+            await self._speaker(session).speak(reply.text, state, tg)
+        if session.playback is not None and not state.interrupted:
+            await session.playback.played(session.audio_bytes)
+
+    async def _failed(
+        self, session: LiveSession, exc: Exception
+    ) -> ProviderError | PolicyError | None:
+        """Report a reply's failure; the error itself if it ends the session."""
+        while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]  # what the reply's task group wrapped
+        if isinstance(exc, ProviderError | PolicyError):
+            if not exc.recoverable:
+                return exc
+            await self._error(session, exc.stage, exc.message)
+            return None
+        log.error("policy failed", exc_info=exc)
+        await self._error(session, "policy", f"{type(exc).__name__}: {exc}")
+        return None
 
     def _speaker(self, session: LiveSession) -> Speaker:
         """The session's speaker, made for its first spoken reply."""

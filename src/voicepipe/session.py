@@ -202,7 +202,7 @@ class LiveSession:
         """
         scope, state = self.reply_scope, self.reply_state
         self._unpause()
-        if scope is None or state is None or state.interrupted or state.finished:
+        if state is None or state.interrupted or state.finished:
             return None
         state.interrupted = True  # the speaker's cut check: nothing of the reply after this
         if self.playback is not None:  # the client said what it played
@@ -211,7 +211,7 @@ class LiveSession:
             state.heard = state.playback.heard(anyio.current_time(), self.play_until)
         else:
             state.heard = "".join(state.spoken)
-        if not state.deciding:
+        if scope is not None and not state.deciding:
             scope.cancel()
         self.play_until = 0.0  # the client drops what it had buffered
         self._announced = anyio.Event()  # whoever cut emits this `interrupted` at once

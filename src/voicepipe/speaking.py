@@ -21,7 +21,7 @@ import logging
 import math
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import anyio
 from anyio.abc import TaskGroup
@@ -31,12 +31,9 @@ from voicepipe.channel import Receiver, Sender
 from voicepipe.errors import ProviderError, Stage
 from voicepipe.events import AssistantDelta, AudioChunk, ErrorEvent, Event
 from voicepipe.providers.base import TTS
-from voicepipe.streams import aiter_any, closing
+from voicepipe.streams import aclose, aiter_any, closing
 from voicepipe.text import SentenceSplitter
 from voicepipe.turns.playback import Playback, word_offsets
-
-if TYPE_CHECKING:
-    from voicepipe.policies.base import PolicyContext
 
 __all__ = ["Outlet", "ReplyState", "Speaker"]
 
@@ -86,8 +83,19 @@ class ReplyState:
 @dataclass(slots=True)
 class _Sentence:
     text: str
-    audio: Receiver[bytes | ErrorEvent] | None  # synthesized ahead
-    direct: bool = False  # the player synthesizes it itself (it was waiting for it)
+    audio: Receiver[bytes | ErrorEvent] | None  # synthesized ahead (None: the player does it)
+
+
+class _Reading:
+    """The reply text being read: the LLM's stream, cut into sentences as it comes."""
+
+    __slots__ = ("ended", "pieces", "splitter", "stream")
+
+    def __init__(self, stream: AsyncIterator[str]) -> None:
+        self.stream = stream
+        self.splitter = SentenceSplitter()
+        self.pieces: list[str] = []  # complete, not yet spoken or queued
+        self.ended = False  # the stream is over (or failed): nothing more to read
 
 
 class Speaker:
@@ -112,38 +120,65 @@ class Speaker:
         self.out = out
         self.report = report
 
-    async def speak(
-        self,
-        text: str | AsyncIterable[str],
-        state: ReplyState,
-        ctx: PolicyContext | None = None,
-    ) -> None:
-        """Speak ``text``; ``ctx.task_group`` is lent the reply's task group meanwhile."""
+    async def speak(self, text: str | AsyncIterable[str], state: ReplyState, tg: TaskGroup) -> None:
+        """Speak ``text``; ``tg`` (the reply's task group) runs what goes on beside the player.
+
+        The player reads the text itself until a sentence is complete: a reply
+        that has come whole by then (a fixed line, a short answer) is spoken
+        with no task beside it; the rest of a longer one is read on, and its
+        next sentences synthesized ahead, in ``tg`` while the first goes out.
+        """
         # Fixed text (a greeting, a form question) is not timed as LLM output.
         state.timed = not isinstance(text, str)
         deltas = aiter_any([text]) if isinstance(text, str) else text
-        if self.tts is None:
-            async with anyio.create_task_group() as tg:  # the policy's work (a tool call)
-                if ctx is not None:
-                    ctx.task_group = tg
-                await self._speak_text(deltas, state)
+        tts = self.tts
+        if tts is None:
+            await self._speak_text(deltas, state)
+            return
+        reading = _Reading(aiter(deltas))
+        try:
+            await self._read(reading, state)
+        except BaseException:
+            await aclose(reading.stream)
+            raise
+        if reading.ended:
+            await aclose(reading.stream)  # (nothing to do for a generator run to its end)
+        if not reading.pieces:
+            return
+        first = reading.pieces.pop(0)
+        if reading.ended and not reading.pieces:
+            await self._play_one(first, tts, state)
             return
         sentences: Receiver[_Sentence] = Receiver(1)
-        sentences_send = Sender(sentences)
-        opened: list[_Sentence] = []  # closed below even if cancelled before being played
+        tg.start_soon(self._produce, reading, tts, Sender(sentences), tg, state)
+        with sentences:
+            if await self._play_one(first, tts, state):
+                await self._play(sentences, tts, state)
+
+    async def _read(self, reading: _Reading, state: ReplyState) -> None:
+        """Read the reply text until a sentence is complete, or the text is over."""
+        state.llm_started = anyio.current_time() if state.timed else None
+        splitter, pieces = reading.splitter, reading.pieces
         try:
-            async with anyio.create_task_group() as tg:
-                if ctx is not None:
-                    ctx.task_group = tg  # the policy's work beside the reply (a tool call)
-                tg.start_soon(self._produce, deltas, self.tts, sentences_send, tg, state, opened)
-                with sentences:
-                    await self._play(sentences, self.tts, state)
-        finally:
-            if ctx is not None:
-                ctx.task_group = None
-            for sentence in opened:
-                if sentence.audio is not None:
-                    sentence.audio.close()
+            async for delta in reading.stream:
+                if state.first_token is None and state.timed:
+                    state.first_token = anyio.current_time()
+                state.produced.append(delta)
+                pieces += splitter.push(delta)
+                if pieces:
+                    return
+        except ProviderError as exc:
+            reading.ended = True
+            await self.report(exc.stage, exc.message)
+            return
+        except Exception as exc:
+            reading.ended = True
+            await self.report("llm", f"{type(exc).__name__}: {exc}")
+            return
+        reading.ended = True
+        rest = splitter.flush()
+        if rest:
+            pieces.append(rest)
 
     async def _say(self, text: str, state: ReplyState) -> bool:
         """Emit a piece of the reply as spoken, unless the reply was cut; False if cut."""
@@ -172,40 +207,32 @@ class Speaker:
 
     async def _produce(
         self,
-        deltas: AsyncIterable[str],
+        reading: _Reading,
         tts: TTS,
         sentences: Sender[_Sentence],
         tg: TaskGroup,
         state: ReplyState,
-        opened: list[_Sentence],
     ) -> None:
-        """Read the reply text, cut it into sentences, start TTS on each in order."""
-        splitter = SentenceSplitter()
+        """Queue the sentences after the first, reading the rest of the text, in order."""
 
         async def queue(piece: str) -> None:
-            if not piece.strip():
-                await sentences.send(_Sentence(piece, None))
-                return
-            if sentences.receiving:
+            if not piece.strip() or sentences.receiving:
                 # The player is waiting for this sentence, so it reads the TTS
                 # itself: no task, no stream. One that comes while the player
                 # is busy is synthesized ahead, beside it.
-                await sentences.send(_Sentence(piece, None, direct=True))
+                await sentences.send(_Sentence(piece, None))
                 return
-            audio_receive: Receiver[bytes | ErrorEvent] = Receiver(math.inf)
-            audio_send = Sender(audio_receive)
-            sentence = _Sentence(piece, audio_receive)
-            opened.append(sentence)
-            try:
-                await sentences.send(sentence)
-            except BaseException:
-                audio_send.close()
-                raise
-            tg.start_soon(self._synthesize, tts, piece.strip(), audio_send, state)
+            audio: Receiver[bytes | ErrorEvent] = Receiver(math.inf)
+            await sentences.send(_Sentence(piece, audio))
+            tg.start_soon(self._synthesize, tts, piece.strip(), Sender(audio), state)
 
         async with sentences:
-            state.llm_started = anyio.current_time() if state.timed else None
-            async with closing(deltas) as stream:
+            for piece in reading.pieces:
+                await queue(piece)
+            if reading.ended:
+                return
+            splitter = reading.splitter
+            async with closing(reading.stream) as stream:
                 try:
                     async for delta in stream:
                         if state.first_token is None and state.timed:
@@ -255,16 +282,19 @@ class Speaker:
     async def _play(self, sentences: Receiver[_Sentence], tts: TTS, state: ReplyState) -> None:
         """Emit each sentence's audio in order, its text just before its first chunk."""
         async for sentence in sentences:
-            if sentence.direct:
-                async with closing(self._chunks(tts, sentence.text.strip(), state)) as items:
-                    if not await self._play_sentence(sentence.text, items, tts, state):
-                        return
-            elif sentence.audio is not None:
+            if sentence.audio is not None:
                 with sentence.audio as audio:  # synthesized ahead: what is there, then as it comes
                     if not await self._play_sentence(sentence.text, audio, tts, state):
                         return
-            elif not await self._say(sentence.text, state):
+            elif not await self._play_one(sentence.text, tts, state):
                 return
+
+    async def _play_one(self, text: str, tts: TTS, state: ReplyState) -> bool:
+        """Speak one sentence, reading its TTS here; False once the reply is cut."""
+        if not text.strip():
+            return await self._say(text, state)
+        async with closing(self._chunks(tts, text.strip(), state)) as items:
+            return await self._play_sentence(text, items, tts, state)
 
     async def _play_sentence(
         self,

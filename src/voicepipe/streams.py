@@ -7,7 +7,7 @@ from typing import Generic, TypeVar
 
 import anyio
 
-__all__ = ["CLOSE_TIMEOUT", "aiter_any", "closing"]
+__all__ = ["CLOSE_TIMEOUT", "aclose", "aiter_any", "closing"]
 
 T = TypeVar("T")
 
@@ -36,13 +36,17 @@ class closing(Generic[T]):
         return self._iterator
 
     async def __aexit__(self, *exc_info: object) -> None:
-        iterator = self._iterator
-        if getattr(iterator, "ag_frame", True) is None:  # a finished async generator
-            return
-        close = getattr(iterator, "aclose", None)
-        if close is not None:
-            with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
-                await close()
+        await aclose(self._iterator)
+
+
+async def aclose(iterator: object) -> None:
+    """Close ``iterator`` as :class:`closing` does on exit (shielded, bounded)."""
+    if getattr(iterator, "ag_frame", True) is None:  # a finished async generator
+        return
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
+            await close()
 
 
 async def aiter_any(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:
