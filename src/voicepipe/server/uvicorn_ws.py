@@ -63,6 +63,14 @@ PAUSE_AT = 8
 CLOSE_TIMEOUT = 10.0
 """Seconds the peer gets to answer our close frame before the connection is dropped."""
 
+# Python 3.11's Enum classes look members up through a __getattr__ hook: once, here.
+_BINARY, _TEXT, _CONTINUATION, _CLOSE = (
+    WSMsgType.BINARY,
+    WSMsgType.TEXT,
+    WSMsgType.CONTINUATION,
+    WSMsgType.CLOSE,
+)
+
 log = logging.getLogger("uvicorn.error")  # uvicorn's: the same lines, the same redaction
 
 
@@ -82,8 +90,11 @@ class _PicowsLog(logging.LoggerAdapter):  # type: ignore[type-arg]
 _picows_log = _PicowsLog(logging.getLogger("voicepipe.server.picows"))
 
 
-class PicowsProtocol(asyncio.Protocol):
-    """One WebSocket connection under uvicorn (``ws=PICOWS``); see the module's docstring."""
+class PicowsProtocol(WSListener, asyncio.Protocol):
+    """One WebSocket connection under uvicorn (``ws=PICOWS``); see the module's docstring.
+
+    uvicorn's protocol until the app accepts, then picows's listener (its ``on_ws_*``
+    callbacks), which saves a call per frame over a listener object of its own."""
 
     def __init__(
         self,
@@ -114,10 +125,10 @@ class PicowsProtocol(asyncio.Protocol):
         self.read_paused = False
         self.writable: asyncio.Future[None] | None = None  # set while the socket is full
         self.fragments: list[bytes] = []
-        self.fragments_type = WSMsgType.BINARY
+        self.fragments_type = _BINARY
         self.fragments_size = 0
         self.response: tuple[int, list[tuple[bytes, bytes]], bytes] | None = None
-        self.tap: Callable[[bytes | str], bool] | None = None  # voicepipe's TAP extension
+        self.tap: Callable[[bytes], bool] | None = None  # voicepipe's TAP extension
 
     # -- uvicorn's side: the upgrade request, until the app answers it ----------------
 
@@ -181,11 +192,10 @@ class PicowsProtocol(asyncio.Protocol):
         ]
         if message.get("subprotocol"):
             extra.append(("Sec-WebSocket-Protocol", message["subprotocol"]))
-        listener = _Listener(self)
 
         def accept(request: WSUpgradeRequest) -> WSUpgradeResponseWithListener:
             return WSUpgradeResponseWithListener(
-                WSUpgradeResponse.create_101_response(extra_headers=extra), listener
+                WSUpgradeResponse.create_101_response(extra_headers=extra), self
             )
 
         interval = self.config.ws_ping_interval
@@ -215,7 +225,7 @@ class PicowsProtocol(asyncio.Protocol):
         buffer[:size] = self.request  # picows checks the upgrade and writes the 101
         protocol.buffer_updated(size)
         self.request = b""
-        if protocol.transport is None or listener.ws is None:  # pragma: no cover - refused
+        if self.ws is None:  # pragma: no cover - picows refused the request
             self.transport.close()
             return
         self.transport.set_protocol(protocol)
@@ -241,21 +251,33 @@ class PicowsProtocol(asyncio.Protocol):
 
     # -- picows's side: frames in --------------------------------------------------
 
-    def on_frame(self, frame: WSFrame) -> None:
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.ws = transport
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
-        if self.ws is not None and self.ws.is_close_frame_sent and not self.close_sent:
+        if transport.is_close_frame_sent and not self.close_sent:
             return  # picows refused a frame (1009, 1002) and is closing; its parser is spent
-        if kind is WSMsgType.BINARY or kind is WSMsgType.TEXT:
+        if kind is _BINARY or kind is _TEXT:
             if frame.fin:
-                if kind is WSMsgType.BINARY:
-                    self._message(frame.get_payload_as_bytes(), None)
+                if kind is _BINARY:
+                    data = frame.get_payload_as_bytes()
+                    tap = self.tap  # inline: the common frame
+                    if (
+                        tap is None
+                        or self.waiter is None
+                        or self.messages
+                        or self.close_sent
+                        or not tap(data)
+                    ):
+                        self._message(data, None)
                 else:
                     self._text(frame.get_payload_as_bytes())
                 return
             self.fragments = [frame.get_payload_as_bytes()]
             self.fragments_type = kind
             self.fragments_size = len(self.fragments[0])
-        elif kind is WSMsgType.CONTINUATION:
+        elif kind is _CONTINUATION:
             part = frame.get_payload_as_bytes()
             self.fragments_size += len(part)
             if self.fragments_size > self.config.ws_max_size:
@@ -265,11 +287,11 @@ class PicowsProtocol(asyncio.Protocol):
             if frame.fin:
                 data = b"".join(self.fragments)
                 self.fragments = []
-                if self.fragments_type is WSMsgType.BINARY:
+                if self.fragments_type is _BINARY:
                     self._message(data, None)
                 else:
                     self._text(data)
-        elif kind is WSMsgType.CLOSE:
+        elif kind is _CLOSE:
             self._on_close(frame)
 
     def _text(self, data: bytes) -> None:
@@ -280,18 +302,12 @@ class PicowsProtocol(asyncio.Protocol):
             return
         self._message(None, text)
 
-    def _set_tap(self, handler: Callable[[bytes | str], bool] | None) -> None:
+    def _set_tap(self, handler: Callable[[bytes], bool] | None) -> None:
         self.tap = handler
 
     def _message(self, data: bytes | None, text: str | None) -> None:
         if self.close_sent:
             return  # the app is past `websocket.close`: only the peer's close matters
-        # The app waits in receive() with nothing queued: its tap may take the message
-        # here, in order, without waking its task.
-        tap = self.tap
-        if tap is not None and self.waiter is not None and not self.messages:  # noqa: SIM102
-            if tap(data if text is None else text):  # type: ignore[arg-type]
-                return
         if text is None:
             self._put({"type": "websocket.receive", "bytes": data})
         else:
@@ -359,9 +375,9 @@ class PicowsProtocol(asyncio.Protocol):
         if kind == "websocket.send":
             data = message.get("bytes")
             if data is not None:
-                self.ws.send(WSMsgType.BINARY, data)
+                self.ws.send(_BINARY, data)
             elif message.get("text") is not None:
-                self.ws.send(WSMsgType.TEXT, message["text"].encode())
+                self.ws.send(_TEXT, message["text"].encode())
         elif kind == "websocket.close":
             code = message.get("code", 1000)
             reason = message.get("reason") or ""
@@ -470,6 +486,13 @@ class PicowsProtocol(asyncio.Protocol):
 
     # -- flow control from picows --------------------------------------------------
 
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        sent = transport.close_handshake.sent if transport.close_handshake else None
+        if not self.close_sent and sent is not None:
+            self._lost(sent.code.value, sent.reason)  # picows refused a frame
+        else:
+            self._lost(1005 if self.close_sent else 1006)
+
     def pause_writing(self) -> None:
         if self.writable is None:
             self.writable = self.loop.create_future()
@@ -481,31 +504,3 @@ class PicowsProtocol(asyncio.Protocol):
         writable, self.writable = self.writable, None
         if writable is not None and not writable.done():
             writable.set_result(None)
-
-
-class _Listener(WSListener):
-    """picows's callbacks, handed to the connection's :class:`PicowsProtocol`."""
-
-    def __init__(self, protocol: PicowsProtocol) -> None:
-        self.protocol = protocol
-        self.ws: WSTransport | None = None
-
-    def on_ws_connected(self, transport: WSTransport) -> None:
-        self.ws = transport
-        self.protocol.ws = transport
-
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        self.protocol.on_frame(frame)
-
-    def on_ws_disconnected(self, transport: WSTransport) -> None:
-        sent = transport.close_handshake.sent if transport.close_handshake else None
-        if not self.protocol.close_sent and sent is not None:
-            self.protocol._lost(sent.code.value, sent.reason)  # picows refused a frame
-        else:
-            self.protocol._lost(1005 if self.protocol.close_sent else 1006)
-
-    def pause_writing(self) -> None:
-        self.protocol.pause_writing()
-
-    def resume_writing(self) -> None:
-        self.protocol.resume_writing()

@@ -4,11 +4,15 @@ A memory object stream would do, but on the hot path (one item per 20 ms
 audio frame per session) its ``receive`` costs a trip through the event
 loop before it even looks for an item, and a waiter object per wait. Here
 taking an item that is there costs no trip, and waiting for one costs one
-wake-up. A full queue still makes the reader wait (back-pressure).
+wake-up: on asyncio a bare future (an ``anyio.Event`` wraps an
+``asyncio.Event``, which wraps a future, at several times the cost), on
+other backends an ``anyio.Event``. A full queue still makes the reader wait
+(back-pressure).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from typing import Generic, TypeVar
 
@@ -18,46 +22,55 @@ __all__ = ["Inbox"]
 
 T = TypeVar("T")
 
+_Waiter = asyncio.Future[None] | anyio.Event
+
 
 class Inbox(Generic[T]):
     """Up to ``size`` items waiting for the consumer, who iterates the inbox.
 
     :meth:`close` ends the input (the consumer gets what is queued, then the
     end); :meth:`aclose` is the consumer stopping (what is queued and what
-    comes later is dropped, and a waiting producer is let go).
+    comes later is dropped, and a waiting producer is let go). Made in the
+    event loop that uses it.
     """
 
     def __init__(self, size: int) -> None:
         self._items: deque[T] = deque()
         self._size = max(1, size)
-        # The running backend's Event class, looked up once: anyio.Event() finds the
-        # backend anew on every call, which costs more than the rest of a put.
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio (trio)
+            self._loop = None
+        # The backend's Event class, looked up once: anyio.Event() finds the backend
+        # anew on every call, which costs more than the rest of a put.
         self._event: type[anyio.Event] = type(anyio.Event())
-        self._ready: anyio.Event | None = None  # the consumer waits for an item
-        self._room: anyio.Event | None = None  # the producer waits for room
+        self._ready: _Waiter | None = None  # the consumer waits for an item
+        self._room: _Waiter | None = None  # the producer waits for room
         self.closed = False
         self.abandoned = False
 
     async def put(self, item: T) -> None:
         """Queue ``item``; wait while the queue is full. Dropped once closed or abandoned."""
         while len(self._items) >= self._size and not (self.abandoned or self.closed):
-            self._room = room = self._event()
-            await room.wait()
+            self._room = room = self._waiter()
+            await _wait(room)
         if self.abandoned or self.closed:
             return
         self._items.append(item)
-        if self._ready is not None:  # inline: this runs for every audio frame
-            self._ready.set()
+        ready = self._ready
+        if ready is not None:  # inline: this runs for every audio frame
             self._ready = None
+            _wake(ready)
 
     def put_nowait(self, item: T) -> bool:
         """Queue ``item`` if there is room and the inbox is open: True if it was queued."""
         if len(self._items) >= self._size or self.abandoned or self.closed:
             return False
         self._items.append(item)
-        if self._ready is not None:
-            self._ready.set()
+        ready = self._ready
+        if ready is not None:
             self._ready = None
+            _wake(ready)
         return True
 
     def close(self) -> None:
@@ -73,12 +86,17 @@ class Inbox(Generic[T]):
         while not self._items:
             if self.closed or self.abandoned:
                 raise StopAsyncIteration
-            self._ready = ready = self._event()
-            await ready.wait()
+            if self._loop is not None:  # inline: this runs for every audio frame
+                self._ready = future = self._loop.create_future()
+                await future
+            else:
+                self._ready = event = self._event()
+                await event.wait()
         item = self._items.popleft()
-        if self._room is not None:  # inline: this runs for every audio frame
-            self._room.set()
+        room = self._room
+        if room is not None:  # inline: this runs for every audio frame
             self._room = None
+            _wake(room)
         return item
 
     async def aclose(self) -> None:
@@ -87,12 +105,30 @@ class Inbox(Generic[T]):
         self._items.clear()
         self._wake_producer()
 
+    def _waiter(self) -> _Waiter:
+        return self._loop.create_future() if self._loop is not None else self._event()
+
     def _wake_consumer(self) -> None:
-        if self._ready is not None:
-            self._ready.set()
-            self._ready = None
+        ready, self._ready = self._ready, None
+        if ready is not None:
+            _wake(ready)
 
     def _wake_producer(self) -> None:
-        if self._room is not None:
-            self._room.set()
-            self._room = None
+        room, self._room = self._room, None
+        if room is not None:
+            _wake(room)
+
+
+async def _wait(waiter: _Waiter) -> None:
+    if isinstance(waiter, asyncio.Future):
+        await waiter
+    else:
+        await waiter.wait()
+
+
+def _wake(waiter: _Waiter) -> None:
+    if isinstance(waiter, asyncio.Future):
+        if not waiter.done():  # a cancelled wait leaves a cancelled future
+            waiter.set_result(None)
+    else:
+        waiter.set()

@@ -77,10 +77,10 @@ OUTBOX_FRAMES = 64
 
 TAP = "voicepipe.tap"
 """An ASGI scope extension a WebSocket layer may offer (``voicepipe serve``'s does):
-``scope["extensions"][TAP]["set"](handler)``, where ``handler(message) -> bool``
-(``message`` the ``bytes`` or ``str`` of a client frame) is called in the socket's
-callback while the app waits in ``receive()`` with nothing queued; True means it
-took the message, which then never reaches ``receive()``. ``set(None)`` removes it.
+``scope["extensions"][TAP]["set"](handler)``, where ``handler(data) -> bool`` is
+called with a client's binary message in the socket's callback while the app waits
+in ``receive()`` with nothing queued; True means it took the message, which then
+never reaches ``receive()``. ``set(None)`` removes it.
 The reader uses it for the common frame (audio the pipeline hears as is): one
 task wake-up per frame instead of two."""
 
@@ -191,6 +191,7 @@ class _Connection:
         self._text: Inbox[str] = Inbox(input_buffer)
         self._tg: TaskGroup | None = None
         self.links = {gate: _Link(self, gate) for gate in _Gate}
+        self._input_link = self.links[_Gate.INPUT]  # looked up once: an Enum hashes in Python
 
     async def run(self, max_seconds: float | None, shutdown: anyio.Event | None = None) -> None:
         try:
@@ -337,11 +338,12 @@ class _Connection:
         finally:
             tap["set"](None)
 
-    def _frame_nowait(self, frame: bytes | str) -> bool:
-        """A client frame, in the socket's callback (see :data:`TAP`): True if taken."""
-        if self.closing or len(frame) > self.max_frame_bytes or type(frame) is not bytes:
+    def _frame_nowait(self, frame: bytes) -> bool:
+        """A client's binary frame, in the socket's callback (see :data:`TAP`): True if
+        taken."""
+        if self.closing or len(frame) > self.max_frame_bytes:
             return False  # the reader decides, in order
-        return self.dialect.on_frame_nowait(frame, self.links[_Gate.INPUT])
+        return self.dialect.on_frame_nowait(frame, self._input_link)
 
     async def _read(self, link: _Link) -> None:
         while True:
