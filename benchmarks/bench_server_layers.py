@@ -35,6 +35,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 FRAME = bytes(640)  # 20 ms of 16 kHz PCM16 silence
+SPEECH = b"\x00\x40" * 320  # 20 ms of a loud square-ish signal: FakeSTT hears speech
 
 
 def bare_app() -> Any:
@@ -156,19 +157,31 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def client(port: int, seconds: float, delay: float, sent: list[int]) -> None:
+async def client(
+    port: int, seconds: float, delay: float, sent: list[int], turn_every: float = 0.0
+) -> None:
+    """Stream frames in real time for ``seconds`` (with ``turn_every``, 400 ms of tone
+    that often: a turn, and a reply), reading whatever the server sends."""
     from websockets.asyncio.client import connect
 
     await asyncio.sleep(delay)
     url = f"ws://127.0.0.1:{port}/listen"
+    period = round(turn_every / 0.02) if turn_every else 0
     async with connect(url, proxy=None, compression=None, ping_interval=None) as ws:
+        reader = asyncio.ensure_future(drain(ws))
         start = time.perf_counter()
         count = 0
         while time.perf_counter() - start < seconds:
             count += 1
             await asyncio.sleep(max(0.0, start + count * 0.02 - time.perf_counter()))
-            await ws.send(FRAME)
+            await ws.send(SPEECH if period and count % period < 20 else FRAME)
             sent[0] += 1
+        reader.cancel()
+
+
+async def drain(ws: Any) -> None:
+    async for _ in ws:
+        pass
 
 
 async def load(port: int, pid: int, args: argparse.Namespace) -> tuple[int, float]:
@@ -179,7 +192,8 @@ async def load(port: int, pid: int, args: argparse.Namespace) -> tuple[int, floa
         callgrind_control(pid, "-i", "on")  # count from here (the clients are idle)
     sent = [0]
     before = cpu_seconds(pid)
-    await asyncio.gather(*(client(port, args.seconds, i / n, sent) for i in range(n)))
+    every = args.turn_every
+    await asyncio.gather(*(client(port, args.seconds, i / n, sent, every) for i in range(n)))
     cpu = cpu_seconds(pid) - before
     if args.callgrind:
         callgrind_control(pid, "-i", "off")  # the count is written when the server exits
@@ -237,6 +251,13 @@ if __name__ == "__main__":
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--callgrind", action="store_true", help="count instructions")
+    parser.add_argument(
+        "--turn-every",
+        type=float,
+        default=0.0,
+        help="seconds between the clients' turns (400 ms of sound each; the full layer "
+        "replies to each): the reply path's cost too",
+    )
     parser.add_argument(
         "--ws",
         default="picows",

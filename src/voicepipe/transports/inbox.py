@@ -68,9 +68,13 @@ class Inbox(Generic[T]):
             return False
         self._items.append(item)
         ready = self._ready
-        if ready is not None:
+        if ready is not None:  # inline: this runs for every audio frame
             self._ready = None
-            _wake(ready)
+            if isinstance(ready, asyncio.Future):
+                if not ready.done():
+                    ready.set_result(None)
+            else:
+                ready.set()
         return True
 
     def close(self) -> None:

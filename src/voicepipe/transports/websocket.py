@@ -43,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -176,6 +177,7 @@ class _Connection:
         self.closing = False  # the session is ending: only FINAL frames are queued
         self.close_queued = False
         self.gone = False  # the client left, or stopped reading: nothing can be sent
+        self.sending_since: float | None = None  # when the frame being sent was taken
         self.done = anyio.Event()  # the writer has stopped
         self.finish_reason = "end_of_input"
         self.shutting_down = False  # the server drains: the input was ended for the client
@@ -204,21 +206,27 @@ class _Connection:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self._write_loop)
+            tg.start_soon(self._watch_sends)
             if max_seconds is not None:
                 tg.start_soon(self._time_limit, max_seconds)
             if shutdown is not None:
                 tg.start_soon(self._shut_down_on, shutdown)
-            await self.dialect.open(self.links[_Gate.EVENTS])
-            if self.dialect.text_mode:
-                session = self.pipeline.run_text(self._text)
-            else:
-                session = self.pipeline.run(self._audio)
-            async with session as events:
-                await self._event_loop(events, tg)
-            code = 1001 if self.finish_reason == "shutdown" else 1000
-            await self._queue(_Close(code, self.finish_reason), _Gate.FINAL)
-            await self.done.wait()  # the writer sends what is queued, closes, and stops
-            tg.cancel_scope.cancel()
+            # In a task of its own, not the ASGI app's: every event wakes this task, and
+            # waking the app's resumes its whole stack of middleware and routing frames.
+            tg.start_soon(self._session, tg)
+
+    async def _session(self, tg: TaskGroup) -> None:
+        await self.dialect.open(self.links[_Gate.EVENTS])
+        if self.dialect.text_mode:
+            session = self.pipeline.run_text(self._text)
+        else:
+            session = self.pipeline.run(self._audio)
+        async with session as events:
+            await self._event_loop(events, tg)
+        code = 1001 if self.finish_reason == "shutdown" else 1000
+        await self._queue(_Close(code, self.finish_reason), _Gate.FINAL)
+        await self.done.wait()  # the writer sends what is queued, closes, and stops
+        tg.cancel_scope.cancel()
 
     def end(self) -> None:
         """Stop everything of this session now."""
@@ -264,27 +272,38 @@ class _Connection:
                 if isinstance(item, _Close):
                     await self.close_now(item.code, item.reason)
                     return
+                self.sending_since = time.monotonic()  # _watch_sends bounds the send
                 try:
-                    with anyio.fail_after(self.send_timeout):
-                        if isinstance(item, bytes):
-                            await self.websocket.send_bytes(item)
-                        else:
-                            await self.websocket.send_text(item)
-                except TimeoutError:
-                    log.info(
-                        "session %s: the client read nothing for %g s; dropped",
-                        self.pipeline.session_id,
-                        self.send_timeout,
-                    )
-                    self.gone = True
-                    return
+                    if isinstance(item, bytes):
+                        await self.websocket.send_bytes(item)
+                    else:
+                        await self.websocket.send_text(item)
                 except _GONE:
                     self.gone = True
                     return
+                self.sending_since = None
         finally:
             self.done.set()
             self._room.set()
             self.end()
+
+    async def _watch_sends(self) -> None:
+        """Drop a client whose frame has waited ``send_timeout`` to be sent (it reads
+        nothing), checking every quarter of it or every second: cheaper than a timeout
+        around every send, which costs a cancel scope and a timer per frame."""
+        period = min(self.send_timeout / 4, 1.0)
+        while True:
+            await anyio.sleep(period)
+            since = self.sending_since
+            if since is not None and time.monotonic() - since >= self.send_timeout:
+                log.info(
+                    "session %s: the client read nothing for %g s; dropped",
+                    self.pipeline.session_id,
+                    self.send_timeout,
+                )
+                self.gone = True  # no close frame could get through either
+                self.end()
+                return
 
     async def close_now(self, code: int, reason: str) -> None:
         """Send the close frame (bounded), unless the client is gone."""
@@ -403,9 +422,12 @@ class _Connection:
 class _Link:
     """A dialect's view of its connection; ``gate`` says until when its frames may go out."""
 
+    audio_nowait: Callable[[bytes], bool]  # the connection's own: one call less per frame
+
     def __init__(self, connection: _Connection, gate: _Gate) -> None:
         self._c = connection
         self._gate = gate
+        self.audio_nowait = connection.audio_nowait
 
     @property
     def query(self) -> Mapping[str, str]:
@@ -425,9 +447,6 @@ class _Link:
 
     async def audio(self, pcm: bytes) -> None:
         await self._c.audio(pcm)
-
-    def audio_nowait(self, pcm: bytes) -> bool:
-        return self._c.audio_nowait(pcm)
 
     async def text(self, content: str) -> None:
         await self._c.text(content)
