@@ -16,7 +16,8 @@ core does the rest, the same for every dialect:
   nothing a client frame provokes is sent after ``finish``, and nothing at
   all after the close.
 * **Every send is bounded** by ``send_timeout``: a client that stops reading
-  is dropped (without a close frame, which could not get through either).
+  is dropped (without a close frame, which could not get through either),
+  checked by a watchdog every quarter of ``send_timeout`` (at most every second).
 * **The time limit ends the session on time** (``max_seconds``): the client
   gets an ``error`` event and close 1008 if it still reads, and within a
   second of the limit the session is over and its resources freed either way.
