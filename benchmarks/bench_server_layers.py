@@ -91,7 +91,7 @@ def voicepipe_app(layer: str) -> Any:
     return create_app(settings, providers=providers)
 
 
-def serve(layer: str, ws: str, server: str, profile: str | None = None) -> None:
+def serve(layer: str, ws: str, server: str, loop: str, profile: str | None = None) -> None:
     """Child process: the server of ``layer`` on ``server`` (its WebSocket layer ``ws``);
     prints its port."""
     if layer == "bare":
@@ -115,6 +115,7 @@ def serve(layer: str, ws: str, server: str, profile: str | None = None) -> None:
         app,
         log_level="warning",
         ws=PICOWS if ws == "picows" else ws,
+        loop=loop,
         ws_ping_interval=None,
         ws_per_message_deflate=False,
     )
@@ -214,7 +215,7 @@ def instructions(out: Path) -> int:
 
 def main(args: argparse.Namespace) -> None:
     command = [sys.executable, __file__, "--serve", args.layer, "--ws", args.ws]
-    command += ["--server", args.server]
+    command += ["--server", args.server, "--loop", args.loop]
     if args.profile:
         command += ["--profile", str(Path(args.profile).resolve())]
     out = Path(tempfile.mkdtemp(prefix="voicepipe-callgrind-")) / "server.out"
@@ -235,9 +236,8 @@ def main(args: argparse.Namespace) -> None:
         finally:
             server.terminate()
             server.wait()
-    line = (
-        f"{args.layer:>9} ({args.server}, {args.ws}): {args.sessions} sessions, {frames} frames, "
-    )
+    line = f"{args.layer:>9} ({args.server}, {args.ws}, loop {args.loop}): "
+    line += f"{args.sessions} sessions, {frames} frames, "
     line += f"server CPU {cpu / frames * 1e6:.1f} µs/frame"
     if args.callgrind:
         line += f", {instructions(out) / frames / 1000:.1f}k instructions/frame"
@@ -265,10 +265,11 @@ if __name__ == "__main__":
         "(uvicorn's default), websockets, wsproto",
     )
     parser.add_argument("--server", choices=["uvicorn", "granian"], default="uvicorn")
+    parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto")
     parser.add_argument("--profile", help="write the server's cProfile stats to this file")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.serve:
-        serve(arguments.serve, arguments.ws, arguments.server, arguments.profile)
+        serve(arguments.serve, arguments.ws, arguments.server, arguments.loop, arguments.profile)
     else:
         main(arguments)
