@@ -34,6 +34,7 @@ from voicepipe.events import AssistantReply, AudioChunk, ErrorEvent, Event, Inte
 from voicepipe.providers.base import Emit
 from voicepipe.providers.fake import FakeLLM, FakeSTT, FakeTTS
 from voicepipe.transports.dialect import Dialect, Link, parse_json
+from voicepipe.transports.dialects.voicepipe import END_TURN_SILENCE_MS
 from voicepipe.transports.websocket import serve
 
 with warnings.catch_warnings():
@@ -667,6 +668,38 @@ async def test_session_first_and_finish_last_over_a_real_socket(ws_layer: str) -
             assert got.frames.count("finish") == 1
             assert got.code == 1000
     assert f.all_closed
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_audio_and_control_frames_reach_the_pipeline_in_order(ws_layer: str) -> None:
+    # On the picows layer audio goes to the pipeline in the socket's callback while the
+    # reader idles (the TAP extension); an `end_turn` between audio frames must still
+    # land between them, and nothing after `stop`.
+    heard: list[bytes] = []
+
+    class RecordingSTT(FakeSTT):
+        async def transcribe(self, audio: Any, format: AudioFormat, emit: Emit) -> None:
+            async for chunk in audio:
+                heard.append(chunk)
+
+    f = Fakes(RecordingSTT([]), FakeLLM(), FakeTTS())
+    app = app_serving(lambda ws: f.pipeline())
+    before = [bytes([i]) * 640 for i in range(1, 31)]
+    after = [bytes([i]) * 640 for i in range(31, 61)]
+    async with serve_on_loopback(app, ws_layer) as address, loopback(address, "/ws") as ws:
+        assert json.loads(await ws.recv())["type"] == "session"
+        for chunk in before:
+            await ws.send(chunk)
+        await ws.send(json.dumps({"type": "end_turn"}))
+        for chunk in after:
+            await ws.send(chunk)
+        await ws.send(json.dumps({"type": "stop"}))
+        await ws.send(bytes([99]) * 640)  # after stop: never heard
+        got = await adrain(ws)
+    end_turn = bytes(FORMAT.bytes_for(END_TURN_SILENCE_MS))
+    assert b"".join(heard) == b"".join(before) + end_turn + b"".join(after)
+    assert (got.code, got.reason) == (1000, "end_of_input")
 
 
 def never_reading_client(address: str, path: str, message: str) -> socket.socket:
