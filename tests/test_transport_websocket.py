@@ -672,6 +672,21 @@ async def test_session_first_and_finish_last_over_a_real_socket(ws_layer: str) -
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_an_oversize_audio_frame_closes_with_1009_over_a_real_socket(ws_layer: str) -> None:
+    # Over the limit, a frame never takes the picows layer's fast path to the pipeline.
+    f = fakes(["x"], ["y"])
+    app = app_serving(lambda ws: f.pipeline(), max_frame_bytes=4096)
+    async with serve_on_loopback(app, ws_layer) as address, loopback(address, "/ws") as ws:
+        assert json.loads(await ws.recv())["type"] == "session"
+        await ws.send(bytes(640))
+        await ws.send(bytes(4098))
+        got = await adrain(ws)
+    assert (got.code, got.reason) == (1009, "frame of 4098 bytes is over the 4096-byte limit")
+    assert f.stt.received_bytes in (0, 640)  # the big one never reached the STT
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_audio_and_control_frames_reach_the_pipeline_in_order(ws_layer: str) -> None:
     # On the picows layer audio goes to the pipeline in the socket's callback while the
     # reader idles (the TAP extension); an `end_turn` between audio frames must still
