@@ -54,7 +54,8 @@ class Receiver(ObjectReceiveStream[T]):
     def __init__(self, size: float) -> None:
         self._items: deque[T] = deque()
         self._size = size
-        self._senders: deque[_Waiting[T]] = deque()  # waiting for room, first come first in
+        # Senders waiting for room, first come first in (made when one has to wait).
+        self._senders: deque[_Waiting[T]] | None = None
         self._ready: anyio.Event | None = None  # set when an item (or the end) comes
         self._event: type[anyio.Event] | None = None  # the running backend's Event class
         self._receivers = 0  # tasks waiting in receive()
@@ -150,12 +151,14 @@ class Receiver(ObjectReceiveStream[T]):
 
     def _admit(self) -> None:
         """Room opened: the first waiting sender's item goes in."""
+        assert self._senders is not None
         waiting = self._senders.popleft()
         waiting.taken = True
         self._items.append(waiting.item)
         waiting.event.set()
 
     def _hand_over(self) -> T:
+        assert self._senders is not None
         waiting = self._senders.popleft()
         waiting.taken = True
         waiting.event.set()
@@ -167,8 +170,8 @@ class Receiver(ObjectReceiveStream[T]):
             return
         self.closed = True
         self._items.clear()
-        senders, self._senders = self._senders, deque()
-        for waiting in senders:
+        senders, self._senders = self._senders, None
+        for waiting in senders or ():
             waiting.event.set()
         self._wake()
 
@@ -240,12 +243,14 @@ class Sender(Generic[T]):
                 ready.set()
             return
         waiting = _Waiting(channel._new_event(), item)
+        if channel._senders is None:
+            channel._senders = deque()
         channel._senders.append(waiting)
         channel._wake()  # a receiver waiting on an empty rendezvous takes it
         try:
             await waiting.event.wait()
         except BaseException:
-            if not waiting.taken:
+            if not waiting.taken and channel._senders is not None:
                 with contextlib.suppress(ValueError):
                     channel._senders.remove(waiting)
             raise

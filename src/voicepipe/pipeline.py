@@ -18,6 +18,7 @@ every provider stream and leaves no task behind.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import uuid
 from collections.abc import (
@@ -50,7 +51,7 @@ from voicepipe.policies.conversation import ConversationPolicy
 from voicepipe.providers.base import LLM, STT, TTS, Usage, transcribe
 from voicepipe.session import LiveSession, Playback, QueuedTurn
 from voicepipe.speaking import ReplyState, Speaker
-from voicepipe.streams import CLOSE_TIMEOUT, aiter_any, closing
+from voicepipe.streams import CLOSE_TIMEOUT, aclose, aiter_any, closing
 from voicepipe.turns import BargeIn, LocalTurnDetector, TurnDetector, TurnTaking
 
 __all__ = ["Pipeline", "Playback"]
@@ -63,9 +64,11 @@ class _Feeding:
 
     It closes the turn queue when the source ends, which lets the respond loop
     finish the turns in progress, after a fatal provider error is reported
-    and the session's listening is cancelled. An ``async with`` rather than
-    a wrapping coroutine: the listen loop's every chunk wakes up through each
-    frame of its task's await chain, so the source is the task's coroutine.
+    and the session's listening is cancelled. Not a wrapping coroutine: the
+    listen loop's every chunk wakes up through each frame of its task's await
+    chain, so the source is the task's coroutine (the listen loop calls
+    :meth:`fail` and :meth:`close` itself: a ``with`` holds an object for as
+    long as the session lives).
     """
 
     __slots__ = ("done", "pipeline", "scope", "session", "turns")
@@ -89,13 +92,20 @@ class _Feeding:
     async def __aexit__(self, kind: object, exc: BaseException | None, tb: object) -> bool:
         try:
             if isinstance(exc, ProviderError):
-                await self.pipeline._fatal(self.session, exc.stage, exc.message)
-                self.scope.cancel()
+                await self.fail(exc)
                 return True
             return False
         finally:
-            self.turns.close()
-            self.done = True
+            self.close()
+
+    async def fail(self, exc: ProviderError) -> None:
+        """The source failed for good: report it and stop the session."""
+        await self.pipeline._fatal(self.session, exc.stage, exc.message)
+        self.scope.cancel()
+
+    def close(self) -> None:
+        self.turns.close()
+        self.done = True
 
 
 _Source = Callable[[LiveSession, _Feeding, TaskGroup], Coroutine[Any, Any, None]]
@@ -162,15 +172,8 @@ class Pipeline:
         """Run a session on ``audio`` (raw chunks in ``input_format``); yield its events."""
         if self.stt is None:
             raise ValueError("Pipeline.run() needs stt=...; use run_text() for typed turns")
-        stt = self.stt
-
-        def source(
-            session: LiveSession, feeding: _Feeding, tg: TaskGroup
-        ) -> Coroutine[Any, Any, None]:
-            # _listen's coroutine itself: one frame fewer for each chunk's wake-up to cross.
-            return self._listen(stt, audio, session, feeding, tg)
-
-        return self._run(source)
+        # _listen's coroutine itself: one frame fewer for each chunk's wake-up to cross.
+        return self._run(functools.partial(self._listen, self.stt, audio))
 
     def run_text(
         self, turns: Iterable[str] | AsyncIterable[str]
@@ -209,12 +212,12 @@ class Pipeline:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._main, session, source, sequential)
             try:
-                with receive:
-                    yield receive
+                yield receive
             except Exception as exc:
                 # Re-raised below as itself, not wrapped in the task group's ExceptionGroup.
                 caller_error = exc
             finally:
+                receive.close()
                 session.abandon()
                 if not session.ended:  # (a cancel costs: anyio formats the task's repr)
                     tg.cancel_scope.cancel()
@@ -223,15 +226,13 @@ class Pipeline:
 
     async def _main(self, session: LiveSession, source: _Source, sequential: bool) -> None:
         try:
-            async with session.send:
-                try:
-                    # Cancelled when the consumer has left, or the STT failed for good.
-                    with session.scope:
-                        await self._session(session, source, sequential)
-                finally:
-                    await self._close_policy()
-                await session.emit(Finish(reason=session.finish_reason))  # (not if it left)
+            try:
+                await self._session(session, source, sequential)
+            finally:
+                await self._close_policy()
+            await session.emit(Finish(reason=session.finish_reason))  # (not if it left)
         finally:
+            session.send.close()
             session.ended = True
 
     async def _session(self, session: LiveSession, source: _Source, sequential: bool) -> None:
@@ -246,13 +247,21 @@ class Pipeline:
         turn_receive: Receiver[QueuedTurn] = Receiver(buffer)
         turn_send = Sender(turn_receive)
         self._live = (session, turn_send)
-        with turn_receive:
+        try:
             async with anyio.create_task_group() as tg:
-                feeding = _Feeding(self, session, turn_send, session.scope)
+                # The session's scope: cancelled when the consumer has left, or the
+                # STT failed for good (Finish still goes out, after it).
+                session.scope = tg.cancel_scope
+                if session.gone:
+                    return
+                feeding = _Feeding(self, session, turn_send, tg.cancel_scope)
                 tg.start_soon(source, session, feeding, tg)
                 await self._respond(session, turn_receive)
                 if not feeding.done:  # the policy ended the session: stop listening
                     tg.cancel_scope.cancel()
+        finally:
+            session.scope = None
+            turn_receive.close()
 
     async def _close_policy(self) -> None:
         """Call the policy's optional ``aclose`` hook: shielded, bounded, never raising."""
@@ -290,27 +299,33 @@ class Pipeline:
         feeding: _Feeding,
         tg: TaskGroup,
     ) -> None:
-        async with feeding as turns:
-            session.turn_queue = turns
+        session.turn_queue = feeding.turns
+        try:
             taking = TurnTaking(
                 session, task_group=tg, barge_in=self.barge_in, detector=self.turn_detector
             )
-            async with closing(self._checked(audio, session)) as chunks:
+            chunks = self._checked(audio, session)
+            try:
                 try:
-                    try:
-                        await transcribe(
-                            stt, chunks, self.input_format, taking.on_event, session.expect
-                        )
-                    finally:
-                        taking.stop()
-                    await taking.settle()
-                except ProviderError:
-                    raise
-                except Exception as exc:
-                    log.exception("STT failed")
-                    raise ProviderError(
-                        "stt", f"{type(exc).__name__}: {exc}", recoverable=False
-                    ) from exc
+                    await transcribe(
+                        stt, chunks, self.input_format, taking.on_event, session.expect
+                    )
+                finally:
+                    taking.stop()
+                await taking.settle()
+            except ProviderError:
+                raise
+            except Exception as exc:
+                log.exception("STT failed")
+                raise ProviderError(
+                    "stt", f"{type(exc).__name__}: {exc}", recoverable=False
+                ) from exc
+            finally:
+                await aclose(chunks)
+        except ProviderError as exc:
+            await feeding.fail(exc)
+        finally:
+            feeding.close()
 
     async def _checked(
         self, audio: AsyncIterable[bytes], session: LiveSession
@@ -319,7 +334,8 @@ class Pipeline:
         check = self.input_format.check_chunk
         frame = self.input_format.frame_size
         limit = self.max_chunk_bytes
-        async with closing(audio) as iterator:
+        iterator = aiter(audio)
+        try:
             async for chunk in iterator:
                 # The common case inline (every chunk passes here): whole frames of bytes.
                 if (
@@ -341,6 +357,8 @@ class Pipeline:
                     await session.emit(ErrorEvent(stage="input", message=str(exc)))
                     continue
                 yield data
+        finally:
+            await aclose(iterator)
 
     # -- respond -------------------------------------------------------------
 

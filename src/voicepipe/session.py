@@ -64,7 +64,7 @@ class LiveSession:
         playback: Playback | None = None,
     ) -> None:
         self.send = send
-        self.scope = anyio.CancelScope()  # replaced by the running session's scope
+        self.scope: anyio.CancelScope | None = None  # the running session's (see _left)
         self._inflight: anyio.CancelScope | None = None  # a reply piece waiting for room
         self._resuming = False  # resume() was called: the gate opens once `resumed` is out
         self._announced: anyio.Event | None = None  # set once a cut's `interrupted` is out
@@ -133,7 +133,8 @@ class LiveSession:
                 await self.send.send(event)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 self.gone = True
-                self.scope.cancel()
+                if self.scope is not None:
+                    self.scope.cancel()
             finally:
                 self._inflight = None
 
@@ -144,7 +145,8 @@ class LiveSession:
 
     async def _left(self) -> None:
         self.gone = True
-        self.scope.cancel()
+        if self.scope is not None:
+            self.scope.cancel()
         await anyio.lowlevel.checkpoint_if_cancelled()
 
     # -- Floor (voicepipe.turns) --------------------------------------------

@@ -98,16 +98,6 @@ class FakeSTT:
             silence = 0
             words: list[str] = []
             shown = 0
-
-            async def end_turn() -> None:
-                nonlocal speech, silence, shown
-                waited = silence * self.window_ms
-                speech = silence = shown = 0
-                if words:
-                    text = " ".join(words)
-                    await emit(TranscriptFinal(content=text))
-                    await emit(UserTurn(content=text, endpoint_ms=waited))
-
             loud_one = loud_windows.one
             rms = loud_windows.rms  # inline below: this runs for every chunk
             quiet = self.threshold - 1  # an RMS (rounded down) this low is surely quiet
@@ -143,11 +133,19 @@ class FakeSTT:
                     elif speech:
                         silence += 1
                         if silence >= silence_windows:
-                            await end_turn()
+                            waited, speech, silence, shown = silence, 0, 0, 0
+                            await self._end_turn(words, waited, emit)
             if speech:
-                await end_turn()
+                await self._end_turn(words, silence, emit)
         finally:
             self.open_sessions -= 1
+
+    async def _end_turn(self, words: list[str], silence: int, emit: Emit) -> None:
+        """The turn is over after ``silence`` quiet windows: say what it was."""
+        if words:
+            text = " ".join(words)
+            await emit(TranscriptFinal(content=text))
+            await emit(UserTurn(content=text, endpoint_ms=silence * self.window_ms))
 
     def _next_turn(self) -> list[str]:
         turn = next(self._turns, None)
