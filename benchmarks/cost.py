@@ -19,7 +19,10 @@ The issue's workload (225 chunks and one reply per session) then costs
 event loop's timer for the paced sleep, which this leaves out.
 
 Run: ``python benchmarks/cost.py [--loop uvloop] [--sessions 20] [--chunks 200]``
-(each run under valgrind takes a while). ``--cpu`` measures CPU time per
+(each run under valgrind takes a while). ``--gc frozen`` freezes the collector
+first, as ``voicepipe serve`` does: the full collections that the extra
+allocations of a reply happen to trigger then walk the sessions' objects, not
+every imported module's, which makes the per-reply figure steadier. ``--cpu`` measures CPU time per
 chunk instead (no valgrind; noisy on a shared machine); ``--objects`` counts
 the objects the garbage collector tracks per live session (what a full
 collection walks), e.g. ``--objects --sessions 200``.
@@ -88,6 +91,9 @@ def child(args: argparse.Namespace) -> None:
 
     async def main() -> None:
         await sessions(2, 40, speak=True)  # lazy imports and first-call caches, in every run
+        if args.gc == "frozen":
+            gc.collect()
+            gc.freeze()  # as a server does after start-up: the modules are never walked
         await sessions(args.sessions, args.chunks, speak=args.speak, pipeline=not args.bare)
 
     anyio.run(main, backend=args.backend, backend_options=_options(args))
@@ -111,6 +117,8 @@ def instructions(args: argparse.Namespace, n: int, chunks: int, *extra: str) -> 
         args.backend,
         "--sessions",
         str(n),
+        "--gc",
+        args.gc,
         "--chunks",
         str(chunks),
         *extra,
@@ -207,6 +215,13 @@ def main() -> None:
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--chunks", type=int, default=200)
+    parser.add_argument(
+        "--gc",
+        choices=["default", "frozen"],
+        default="default",
+        help="frozen: gc.freeze() before the sessions, as a server does (full collections "
+        "then walk the sessions' objects only, not the imported modules)",
+    )
     parser.add_argument("--cpu", action="store_true", help="CPU time instead of valgrind")
     parser.add_argument("--repeat", type=int, default=5, help="with --cpu: runs of each")
     parser.add_argument(
@@ -236,7 +251,8 @@ def main() -> None:
     per_reply = (spoken - short) / n
     all_in = per_chunk + (per_session + per_reply) / 225
     print(
-        f"{_name(args)}, {n} sessions, instructions: "
+        f"{_name(args)}{', collector frozen' if args.gc == 'frozen' else ''}, {n} sessions, "
+        "instructions: "
         f"per chunk {per_chunk:,.0f} instructions (the bare producer {bare / (n * c):,.0f}), "
         f"per session {per_session:,.0f}, per reply {per_reply:,.0f}; "
         f"225 chunks and one reply: {all_in:,.0f} per chunk all in"

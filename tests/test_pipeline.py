@@ -610,6 +610,56 @@ class _LoggingTTS(FakeTTS):
         self.log.append(f"end {text}")
 
 
+class _TaskCountingTTS(FakeTTS):
+    """A FakeTTS that notes how many tasks are running when each sentence starts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tasks: list[int] = []
+
+    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        self.tasks.append(len(anyio.get_running_tasks()))
+        async with closing(super().synthesize(text)) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+
+async def test_a_reply_that_has_come_whole_is_spoken_without_a_task_to_read_it() -> None:
+    # The player reads the reply text itself until a sentence is complete. A reply
+    # that has all come by then needs nothing beside it; one still coming is read
+    # on by a task of its own while the first sentence goes out.
+    async def tasks_at_first_sentence(
+        reply: str, greeting: str | None = None
+    ) -> tuple[int, list[str]]:
+        tts = _TaskCountingTTS()
+        pipeline = Pipeline(
+            stt=FakeSTT(["hi"]),
+            llm=FakeLLM([reply]),
+            tts=tts,
+            policy=ConversationPolicy(greeting=greeting),
+            barge_in=False,  # the caller speaks at once: the greeting is not cut
+            input_format=FORMAT,
+        )
+        async with pipeline.run(chunks(utterance())) as stream:
+            events = await collect(stream)
+        assert tts.open_streams == 0
+        return tts.tasks[0], [e.content for e in of_type(events, AssistantReply)]
+
+    # (Without a full stop, the sentence is complete only once the text has ended.)
+    whole, said = await tasks_at_first_sentence("all of it at once")
+    assert said == ["all of it at once"]
+    streamed, said = await tasks_at_first_sentence("First part here. Then more.")
+    assert said == ["First part here. Then more."]
+    assert streamed == whole + 1
+    # A fixed line (the greeting) is whole from the start: one sentence needs no task,
+    # the second of two is synthesized ahead beside the first.
+    one, said = await tasks_at_first_sentence("and so on", greeting="Hello there.")
+    assert said == ["Hello there.", "and so on"]
+    two, said = await tasks_at_first_sentence("and so on", greeting="Hello. Welcome.")
+    assert said == ["Hello. Welcome.", "and so on"]
+    assert two == one + 1
+
+
 async def test_the_next_sentence_is_synthesized_while_the_one_before_goes_out() -> None:
     log: list[str] = []
     tts = _LoggingTTS(log)

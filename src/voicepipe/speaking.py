@@ -91,11 +91,11 @@ class _Reading:
 
     __slots__ = ("ended", "pieces", "splitter", "stream")
 
-    def __init__(self, stream: AsyncIterator[str]) -> None:
-        self.stream = stream
+    def __init__(self, stream: AsyncIterator[str] | None) -> None:
+        self.stream = stream  # None: the text was whole from the start
         self.splitter = SentenceSplitter()
         self.pieces: list[str] = []  # complete, not yet spoken or queued
-        self.ended = False  # the stream is over (or failed): nothing more to read
+        self.ended = stream is None  # the stream is over (or failed): nothing more to read
 
 
 class Speaker:
@@ -130,19 +130,27 @@ class Speaker:
         """
         # Fixed text (a greeting, a form question) is not timed as LLM output.
         state.timed = not isinstance(text, str)
-        deltas = aiter_any([text]) if isinstance(text, str) else text
         tts = self.tts
         if tts is None:
-            await self._speak_text(deltas, state)
+            await self._speak_text(aiter_any([text]) if isinstance(text, str) else text, state)
             return
-        reading = _Reading(aiter(deltas))
-        try:
-            await self._read(reading, state)
-        except BaseException:
-            await aclose(reading.stream)
-            raise
-        if reading.ended:
-            await aclose(reading.stream)  # (nothing to do for a generator run to its end)
+        if isinstance(text, str):  # all of it is here: its sentences at once
+            reading = _Reading(None)
+            state.produced.append(text)
+            reading.pieces = reading.splitter.push(text)
+            rest = reading.splitter.flush()
+            if rest:
+                reading.pieces.append(rest)
+        else:
+            stream = aiter(text)
+            reading = _Reading(stream)
+            try:
+                await self._read(stream, reading, state)
+            except BaseException:
+                await aclose(stream)
+                raise
+            if reading.ended:
+                await aclose(stream)  # (nothing to do for a generator run to its end)
         if not reading.pieces:
             return
         first = reading.pieces.pop(0)
@@ -155,12 +163,12 @@ class Speaker:
             if await self._play_one(first, tts, state):
                 await self._play(sentences, tts, state)
 
-    async def _read(self, reading: _Reading, state: ReplyState) -> None:
+    async def _read(self, stream: AsyncIterator[str], reading: _Reading, state: ReplyState) -> None:
         """Read the reply text until a sentence is complete, or the text is over."""
         state.llm_started = anyio.current_time() if state.timed else None
         splitter, pieces = reading.splitter, reading.pieces
         try:
-            async for delta in reading.stream:
+            async for delta in stream:
                 if state.first_token is None and state.timed:
                     state.first_token = anyio.current_time()
                 state.produced.append(delta)
@@ -229,7 +237,7 @@ class Speaker:
         async with sentences:
             for piece in reading.pieces:
                 await queue(piece)
-            if reading.ended:
+            if reading.ended or reading.stream is None:
                 return
             splitter = reading.splitter
             async with closing(reading.stream) as stream:
@@ -328,7 +336,8 @@ class Speaker:
                 started = True
                 if not await self._say(text, state):
                     return False
-                state.playback.sentence(text, word_offsets(tts, text))
+                if self.realtime_lead is not None:  # (what was heard is timed when paced)
+                    state.playback.sentence(text, word_offsets(tts, text))
             if not await self._emit_audio(data, target, state):
                 return False
         if resampler is not None and started:
