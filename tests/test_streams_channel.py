@@ -38,7 +38,10 @@ async def test_nowait_ends_say_would_block() -> None:
     send.send_nowait(1)
     with pytest.raises(anyio.WouldBlock):
         send.send_nowait(2)
+    assert not send.offer(3)  # full: nothing sent
     assert receive.receive_nowait() == 1
+    assert send.offer(4)
+    assert receive.receive_nowait() == 4
 
 
 async def test_a_full_channel_makes_senders_wait_and_lets_them_in_in_the_order_they_came() -> None:

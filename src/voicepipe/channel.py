@@ -211,18 +211,24 @@ class Sender(Generic[T]):
 
     def send_nowait(self, item: T) -> None:
         """Put ``item`` in; ``WouldBlock`` when the channel is full."""
+        if not self.offer(item):
+            raise anyio.WouldBlock
+
+    def offer(self, item: T) -> bool:
+        """Put ``item`` in if there is room now; False (nothing sent) when the channel is full."""
         channel = self._channel
         if self.closed:
             raise anyio.ClosedResourceError
         if channel.closed:
             raise anyio.BrokenResourceError
         if channel._senders or len(channel._items) >= channel._size:
-            raise anyio.WouldBlock
+            return False
         channel._items.append(item)
         ready = channel._ready
         if ready is not None:
             channel._ready = None
             ready.set()
+        return True
 
     async def send(self, item: T) -> None:
         """Put ``item`` in, waiting (in line) while the channel is full.

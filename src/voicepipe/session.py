@@ -99,7 +99,8 @@ class LiveSession:
             if isinstance(event, AudioChunk):
                 self.audio_bytes += len(event.audio)
             try:
-                await self.send.send(event)  # no loop trip when there is room
+                if not self.send.offer(event):  # (no coroutine either when there is room)
+                    await self.send.send(event)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 await self._left()
         finally:

@@ -192,16 +192,17 @@ class BargeInJudge:
         question, or it expects a yes/no or a choice), so "yes" or "okay" is an
         answer, not a backchannel.
         """
-        if tokens(text):  # did this STT show words before the end of the turn?
+        said = bool(tokens(text))
+        if said:  # did this STT show words before the end of the turn?
             self.batch_stt = not self._interim_seen
         self._interim_seen = False
         if self.config.cut_on_speech:
-            return (Action.CUT if replying else Action.NONE), bool(tokens(text))
+            return (Action.CUT if replying else Action.NONE), said
         paused = self.paused_at is not None
         if not replying and not paused:
-            return Action.NONE, bool(tokens(text))
+            return Action.NONE, said
         self.reset()
-        if question and tokens(text):
+        if question and said:
             return Action.CUT, True
         if self.backchannels.real_words(text) == 0:
             return (Action.RESUME if paused else Action.NONE), False

@@ -213,15 +213,12 @@ class TurnTaking:
                 await self.floor.emit(interrupted)
 
     def _deadline(self) -> float | None:
-        times = [
-            t
-            for t in (
-                self.judge.deadline() if self.judge is not None else None,
-                self._held.deadline if self._held is not None else None,
-            )
-            if t is not None
-        ]
-        return min(times) if times else None
+        """The next time the timers have something to do (after every STT event: no lists)."""
+        judged = self.judge.deadline() if self.judge is not None else None
+        held = self._held.deadline if self._held is not None else None
+        if judged is None or held is None:
+            return held if judged is None else judged
+        return min(judged, held)
 
     def _wake(self) -> None:
         """Something changed: the timers look again, or start if something is now due.
