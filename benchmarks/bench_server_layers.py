@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import itertools
 import os
 import signal
@@ -32,6 +33,8 @@ import time
 from collections.abc import AsyncIterable
 from pathlib import Path
 from typing import Any
+
+from voicepipe.cli.serve import GC_THRESHOLD
 
 ROOT = Path(__file__).resolve().parent.parent
 FRAME = bytes(640)  # 20 ms of 16 kHz PCM16 silence
@@ -66,7 +69,7 @@ def starlette_app() -> Any:
     return Starlette(routes=[WebSocketRoute("/listen", endpoint)])
 
 
-def voicepipe_app(layer: str) -> Any:
+def voicepipe_app(layer: str, gc_threshold: int) -> Any:
     from voicepipe.audio import AudioFormat
     from voicepipe.providers.base import Emit
     from voicepipe.providers.fake import FakeLLM, FakeSTT, FakeTTS
@@ -86,20 +89,23 @@ def voicepipe_app(layer: str) -> Any:
         max_audio_bytes=1 << 40,
         form_store=Path(tempfile.mkdtemp(prefix="voicepipe-layers-")) / "forms.db",
         gc_freeze=True,
+        gc_threshold=gc_threshold or None,
     )
     providers = Providers(stt, FakeLLM(["Sure."]), FakeTTS(), ("fake",) * 3)
     return create_app(settings, providers=providers)
 
 
-def serve(layer: str, ws: str, server: str, loop: str, profile: str | None = None) -> None:
-    """Child process: the server of ``layer`` on ``server`` (its WebSocket layer ``ws``);
-    prints its port."""
+def serve(args: argparse.Namespace) -> None:
+    """Child process: the server of ``args.serve`` on ``args.server`` (its WebSocket layer
+    ``args.ws``); prints its port. SIGUSR2 starts counting the collector's work, SIGUSR1
+    prints it (and writes the profile)."""
+    layer, ws, server, loop, profile = args.serve, args.ws, args.server, args.loop, args.profile
     if layer == "bare":
         app = bare_app()
     elif layer == "starlette":
         app = starlette_app()
     else:
-        app = voicepipe_app(layer)
+        app = voicepipe_app(layer, args.gc_threshold)
     if server == "granian":
         serve_granian(app)
         return
@@ -119,21 +125,37 @@ def serve(layer: str, ws: str, server: str, loop: str, profile: str | None = Non
         ws_ping_interval=None,
         ws_per_message_deflate=False,
     )
-    if not profile:
-        uvicorn.Server(config).run(sockets=[sock])
-        return
     import cProfile
-    import signal
 
     profiler = cProfile.Profile(time.thread_time)  # CPU time: the machine may be busy
+    collections = [0, 0, 0]
+    gc_time = [0.0, 0.0, 0.0]  # CPU seconds in collections, the current one's start, the longest
 
-    def dump(signum: int, frame: object) -> None:
-        profiler.disable()
-        profiler.dump_stats(profile)
-        print("profile written", flush=True)
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_time[1] = time.thread_time()
+        else:
+            collections[info["generation"]] += 1
+            pause = time.thread_time() - gc_time[1]
+            gc_time[0] += pause
+            gc_time[2] = max(gc_time[2], pause)
 
-    signal.signal(signal.SIGUSR1, dump)  # the parent's, after the load
-    profiler.enable()
+    def count(signum: int, frame: object) -> None:
+        collections[:] = [0, 0, 0]
+        gc_time[0] = gc_time[2] = 0.0
+
+    def report(signum: int, frame: object) -> None:
+        if profile:
+            profiler.disable()
+            profiler.dump_stats(profile)
+        counts = " ".join(map(str, collections))
+        print(f"gc {counts} {gc_time[0]} {gc_time[2]}", flush=True)
+
+    gc.callbacks.append(on_gc)
+    signal.signal(signal.SIGUSR2, count)  # the parent's, as the load starts
+    signal.signal(signal.SIGUSR1, report)  # the parent's, after the load
+    if profile:
+        profiler.enable()
     uvicorn.Server(config).run(sockets=[sock])
 
 
@@ -192,6 +214,7 @@ async def load(port: int, pid: int, args: argparse.Namespace) -> tuple[int, floa
     if args.callgrind:
         callgrind_control(pid, "-i", "on")  # count from here (the clients are idle)
     sent = [0]
+    os.kill(pid, signal.SIGUSR2)  # the server counts its collections from here
     before = cpu_seconds(pid)
     every = args.turn_every
     await asyncio.gather(*(client(port, args.seconds, i / n, sent, every) for i in range(n)))
@@ -216,6 +239,7 @@ def instructions(out: Path) -> int:
 def main(args: argparse.Namespace) -> None:
     command = [sys.executable, __file__, "--serve", args.layer, "--ws", args.ws]
     command += ["--server", args.server, "--loop", args.loop]
+    command += ["--gc-threshold", str(args.gc_threshold)]
     if args.profile:
         command += ["--profile", str(Path(args.profile).resolve())]
     out = Path(tempfile.mkdtemp(prefix="voicepipe-callgrind-")) / "server.out"
@@ -230,9 +254,10 @@ def main(args: argparse.Namespace) -> None:
             assert server.stdout is not None
             port = int(server.stdout.readline())
             frames, cpu = asyncio.run(load(port, server.pid, args))
-            if args.profile:
+            gc_line = ["gc", "0", "0", "0", "0", "0"]
+            if args.server == "uvicorn":
                 server.send_signal(signal.SIGUSR1)
-                server.stdout.readline()  # "profile written"
+                gc_line = server.stdout.readline().split()  # after the profile is written
         finally:
             server.terminate()
             server.wait()
@@ -241,6 +266,10 @@ def main(args: argparse.Namespace) -> None:
     line += f"server CPU {cpu / frames * 1e6:.1f} µs/frame"
     if args.callgrind:
         line += f", {instructions(out) / frames / 1000:.1f}k instructions/frame"
+    gens = "/".join(gc_line[1:4])
+    line += f"; GC: {gens} collections (generation 0/1/2), "
+    line += f"{float(gc_line[4]) / frames * 1e6:.2f} µs/frame, "
+    line += f"the longest {float(gc_line[5]) * 1e3:.1f} ms"
     print(line)
 
 
@@ -267,9 +296,16 @@ if __name__ == "__main__":
     parser.add_argument("--server", choices=["uvicorn", "granian"], default="uvicorn")
     parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto")
     parser.add_argument("--profile", help="write the server's cProfile stats to this file")
+    parser.add_argument(
+        "--gc-threshold",
+        type=int,
+        default=GC_THRESHOLD,
+        help=f"the server's generation-0 GC threshold (voicepipe serve's: {GC_THRESHOLD}; "
+        "0: Python's default, 700)",
+    )
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.serve:
-        serve(arguments.serve, arguments.ws, arguments.server, arguments.loop, arguments.profile)
+        serve(arguments)
     else:
         main(arguments)
