@@ -275,6 +275,38 @@ async def raw_client(
 # -- the handshake -----------------------------------------------------------------------
 
 
+async def test_a_handshake_with_large_headers_is_accepted(layer: str) -> None:
+    # A browser sends the page's cookies with the upgrade (4 KiB each is common), and
+    # voicepipe's token may come in Sec-WebSocket-Protocol: 12 kB here, where picows
+    # reads 3.75 KiB at first.
+    app = Recorder()
+    cookie = "session=" + "c" * 6000
+    token = "voicepipe.token." + "t" * 6000
+
+    async def choose(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await app(scope, receive, _choosing(send, "voicepipe"))
+
+    async with serving(choose, layer) as served:
+        headers = f"Cookie: {cookie}\r\nSec-WebSocket-Protocol: voicepipe, {token}\r\n"
+        async with raw_client(served.address, "/", headers) as raw:
+            await raw.send(frame(0x1, b"hello"))
+            assert await raw.frame() == (0x81, b"hello")
+        await app.wait()
+    assert dict(app.scopes[0]["headers"])[b"cookie"] == cookie.encode()
+    assert app.scopes[0]["subprotocols"] == ["voicepipe", token]
+
+
+def _choosing(send: Send, subprotocol: str) -> Send:
+    """``send``, with ``subprotocol`` chosen in the app's accept."""
+
+    async def choosing(message: Message) -> None:
+        if message["type"] == "websocket.accept":
+            message = message | {"subprotocol": subprotocol}
+        await send(message)
+
+    return choosing
+
+
 # -- framing -----------------------------------------------------------------------------
 
 BAD_FRAMES: dict[str, tuple[list[bytes], int]] = {

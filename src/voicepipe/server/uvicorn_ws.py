@@ -220,11 +220,13 @@ class PicowsProtocol(WSListener, asyncio.Protocol):
         )
         self.handshake_complete = True
         protocol.connection_made(self.transport)
-        buffer = protocol.get_buffer(-1)
-        size = len(self.request)
-        buffer[:size] = self.request  # picows checks the upgrade and writes the 101
-        protocol.buffer_updated(size)
-        self.request = b""
+        request, self.request = self.request, b""
+        while request:  # picows checks the upgrade and writes the 101
+            buffer = protocol.get_buffer(-1)  # it grows as it fills: a request may not fit
+            size = min(len(buffer), len(request))
+            buffer[:size] = request[:size]
+            protocol.buffer_updated(size)
+            request = request[size:]
         if self.ws is None:  # pragma: no cover - picows refused the request
             self.transport.close()
             return
