@@ -314,8 +314,15 @@ BAD_FRAMES: dict[str, tuple[list[bytes], int]] = {
     "unmasked": ([frame(0x2, b"abc", mask=False)], 1002),
     "reserved opcode 0x3": ([frame(0x3, b"abc")], 1002),
     "reserved control opcode 0xB": ([frame(0xB, b"abc")], 1002),
+    "rsv1 without an extension": ([frame(0x2, b"abc", rsv=4)], 1002),
+    "rsv3": ([frame(0x1, b"abc", rsv=1)], 1002),
     "a fragmented ping": ([frame(0x9, b"p", fin=False)], 1002),
     "a ping over 125 bytes": ([frame(0x9, bytes(126))], 1002),
+    "a continuation with nothing to continue": ([frame(0x0, b"abc")], 1002),
+    "a new message inside a fragmented one": (
+        [frame(0x2, b"ab", fin=False), frame(0x2, b"cd")],
+        1002,
+    ),
     "invalid utf-8": ([frame(0x1, b"\xff\xfe")], 1007),
     "invalid utf-8 in fragments": (
         [frame(0x1, b"ok", fin=False), frame(0x0, b"\xc3", fin=False), frame(0x0, b"(")],

@@ -260,7 +260,13 @@ class PicowsProtocol(WSListener, asyncio.Protocol):
         kind = frame.msg_type
         if transport.is_close_frame_sent and not self.close_sent:
             return  # picows refused a frame (1009, 1002) and is closing; its parser is spent
+        if frame.rsv1 or frame.rsv2 or frame.rsv3:  # no extension was negotiated
+            self._fail(WSCloseCode.PROTOCOL_ERROR, "reserved bits set")
+            return
         if kind is _BINARY or kind is _TEXT:
+            if self.fragments:
+                self._fail(WSCloseCode.PROTOCOL_ERROR, "a new message inside a fragmented one")
+                return
             if frame.fin:
                 if kind is _BINARY:
                     data = frame.get_payload_as_bytes()
@@ -280,6 +286,9 @@ class PicowsProtocol(WSListener, asyncio.Protocol):
             self.fragments_type = kind
             self.fragments_size = len(self.fragments[0])
         elif kind is _CONTINUATION:
+            if not self.fragments:
+                self._fail(WSCloseCode.PROTOCOL_ERROR, "a continuation with nothing to continue")
+                return
             part = frame.get_payload_as_bytes()
             self.fragments_size += len(part)
             if self.fragments_size > self.config.ws_max_size:
