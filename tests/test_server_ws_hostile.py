@@ -439,6 +439,41 @@ async def test_a_peer_that_never_answers_our_close_is_dropped(
         await served.settled()
 
 
+@pytest.mark.parametrize("after", ["the client's close", "a bad frame"])
+async def test_sending_after_the_client_left_raises_an_oserror(after: str, layer: str) -> None:
+    # ASGI: send() on a closed connection raises an OSError subclass (uvicorn's
+    # ClientDisconnected), which Starlette turns into WebSocketDisconnect; not the
+    # RuntimeError of an app that sends after its own close.
+    if layer != "picows" and after == "a bad frame":
+        pytest.skip("uvicorn's own layer raises RuntimeError after a bad frame")
+    raised: list[BaseException] = []
+    ended = anyio.Event()
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        try:
+            while (await receive())["type"] != "websocket.disconnect":
+                pass
+            await send({"type": "websocket.send", "bytes": b"one more"})
+        except BaseException as exc:
+            raised.append(exc)
+        finally:
+            ended.set()
+
+    async with serving(app, layer) as served:
+        async with raw_client(served.address) as raw:
+            if after == "a bad frame":
+                await raw.send(frame(0x1, b"\xff"))
+            else:
+                await raw.send(frame(0x8, close_payload(1000)))
+            await raw.close_frame()
+            with anyio.fail_after(10):
+                await ended.wait()
+        await served.settled()
+    assert len(raised) == 1 and isinstance(raised[0], OSError), raised
+
+
 # -- clients that do not read ---------------------------------------------------------------
 
 

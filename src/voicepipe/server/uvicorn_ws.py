@@ -118,6 +118,7 @@ class PicowsProtocol(WSListener, asyncio.Protocol):
         self.request = b""
         self.handshake_complete = False  # accepted, refused, or the client left first
         self.close_sent = False
+        self.app_closed = False  # the close was the app's own `websocket.close`
         self.disconnected = False
         self.close_timer: asyncio.TimerHandle | None = None
         self.messages: deque[dict[str, Any]] = deque()
@@ -380,6 +381,8 @@ class PicowsProtocol(WSListener, asyncio.Protocol):
             self._answer_handshake(message)
             return
         if self.close_sent:
+            if not self.app_closed:  # the peer closed (or broke the protocol): it is gone
+                raise ClientDisconnected()
             raise RuntimeError(
                 f"Unexpected ASGI message {kind!r}, after sending 'websocket.close'."
             )
@@ -394,7 +397,7 @@ class PicowsProtocol(WSListener, asyncio.Protocol):
             reason = message.get("reason") or ""
             self._put({"type": "websocket.disconnect", "code": code, "reason": reason})
             self.ws.send_close(WSCloseCode(code), reason.encode())
-            self.close_sent = True
+            self.close_sent = self.app_closed = True
             if self.read_paused:  # read on, for the peer's close frame
                 self.read_paused = False
                 self.transport.resume_reading()
