@@ -11,7 +11,7 @@ import base64
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import anyio
@@ -475,6 +475,73 @@ async def test_sending_after_the_client_left_raises_an_oserror(after: str, layer
 
 
 # -- clients that do not read ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ending", ["returns", "closes"])
+async def test_a_client_that_never_reads_is_dropped_and_its_connection_freed(
+    ending: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The app sends until one send waits longer than its send timeout (voicepipe's
+    # VOICEPIPE_SEND_TIMEOUT), then gives up: returns, or tries a close that cannot get
+    # through either. The client holds its socket open and reads nothing, ever: the
+    # server aborts the connection CLOSE_TIMEOUT later. (uvicorn's own layers wait for
+    # the write buffer to drain, i.e. forever: the socket and the connection stay.)
+    layer = "picows"
+    monkeypatch.setattr(uvicorn_ws, "CLOSE_TIMEOUT", 0.5)
+    sent = 0
+    gave_up = anyio.Event()
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        nonlocal sent
+        await receive()
+        await send({"type": "websocket.accept"})
+        try:
+            while True:
+                with anyio.fail_after(0.5):
+                    await send({"type": "websocket.send", "bytes": bytes(64 * 1024)})
+                sent += 1
+        except TimeoutError:
+            gave_up.set()
+        if ending == "closes":
+            with anyio.move_on_after(0.5):
+                await send({"type": "websocket.close", "code": 1008})
+
+    async with serving(app, layer) as served, raw_client(served.address, rcvbuf=4096):
+        with anyio.fail_after(10):
+            await gave_up.wait()
+        assert sent < 200  # bounded: 12.5 MiB would have gone into the server's memory
+        await served.settled()  # while the client still holds its socket
+
+
+async def test_shutdown_does_not_wait_forever_for_a_client_that_never_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # uvicorn's shutdown (after voicepipe's drain, on SIGTERM) waits for every connection
+    # to close, with no time limit by default: a client that reads nothing must not keep
+    # the worker alive. Its app is blocked in send(), and learns the client is gone.
+    monkeypatch.setattr(uvicorn_ws, "CLOSE_TIMEOUT", 0.3)
+    raised: list[BaseException] = []
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        try:
+            while True:
+                await send({"type": "websocket.send", "bytes": bytes(64 * 1024)})
+        except OSError as exc:
+            raised.append(exc)
+
+    with anyio.fail_after(10):
+        async with AsyncExitStack() as client, serving(app) as served:  # client outlives server
+            await client.enter_async_context(raw_client(served.address, rcvbuf=4096))
+            while write_buffered(served) < 64 * 1024:  # noqa: ASYNC110 - over its high water
+                await anyio.sleep(0.01)
+    assert [type(exc).__name__ for exc in raised] == ["ClientDisconnected"]
+
+
+def write_buffered(served: Served) -> int:
+    """Bytes the server's connections hold for their clients, unsent."""
+    return sum(c.transport.get_write_buffer_size() for c in served.server.server_state.connections)
 
 
 async def test_a_ping_flood_is_answered_in_order(layer: str) -> None:

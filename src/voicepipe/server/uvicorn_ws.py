@@ -61,7 +61,8 @@ PAUSE_AT = 8
 """Client messages queued for the app before reading the socket pauses."""
 
 CLOSE_TIMEOUT = 10.0
-"""Seconds the peer gets to answer our close frame before the connection is dropped."""
+"""Seconds the peer gets to answer our close frame (or to read what is queued for it when
+we close) before the connection is aborted."""
 
 # Python 3.11's Enum classes look members up through a __getattr__ hook: once, here.
 _BINARY, _TEXT, _CONTINUATION, _CLOSE = (
@@ -401,7 +402,7 @@ class PicowsProtocol(WSListener, asyncio.Protocol):
             if self.read_paused:  # read on, for the peer's close frame
                 self.read_paused = False
                 self.transport.resume_reading()
-            self.close_timer = self.loop.call_later(CLOSE_TIMEOUT, self.ws.disconnect)
+            self.close_timer = self.loop.call_later(CLOSE_TIMEOUT, self.transport.abort)
         else:
             raise RuntimeError(
                 f"Expected ASGI message 'websocket.send' or 'websocket.close', but got {kind!r}."
@@ -480,10 +481,14 @@ class PicowsProtocol(WSListener, asyncio.Protocol):
             self._respond(500, [], b"Internal Server Error")
 
     def _close_transport(self) -> None:
+        """Close once what is queued is out, or abort after ``CLOSE_TIMEOUT``: a client
+        that reads nothing would otherwise hold the socket (and its buffer) forever."""
         if self.ws is not None:
             self.ws.disconnect()
         else:
             self.transport.close()
+        if not self.disconnected and self.close_timer is None:
+            self.close_timer = self.loop.call_later(CLOSE_TIMEOUT, self.transport.abort)
 
     def shutdown(self) -> None:
         """uvicorn is exiting: close with 1012 (service restart)."""
