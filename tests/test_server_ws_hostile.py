@@ -555,6 +555,22 @@ async def test_a_ping_flood_is_answered_in_order(layer: str) -> None:
     assert app.received == [b"after"]
 
 
+async def test_a_ping_flood_from_a_client_that_never_reads_stays_bounded() -> None:
+    # Each ping asks for a pong; a client that sends them and reads nothing must meet a
+    # full TCP window, not grow the server's write buffer without end. (uvicorn's own
+    # layers answer every ping they read, and read on: 30 MB buffered here, and more.)
+    layer = "picows"
+    app = Recorder()
+    batch = frame(0x9, bytes(125)) * 1000  # 131 kB of pings
+    async with serving(app, layer) as served, raw_client(served.address, rcvbuf=4096) as raw:
+        sent = 0
+        with anyio.move_on_after(3):  # the sends block once the server stops reading
+            while sent < 32 * 1024 * 1024:
+                await raw.send(batch)
+                sent += len(batch)
+        assert write_buffered(served) < 1024 * 1024, (sent, write_buffered(served))
+
+
 # -- the app's failures and refusals ------------------------------------------------------
 
 

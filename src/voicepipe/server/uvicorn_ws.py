@@ -125,6 +125,7 @@ class PicowsProtocol(WSListener, asyncio.Protocol):
         self.messages: deque[dict[str, Any]] = deque()
         self.waiter: asyncio.Future[None] | None = None
         self.read_paused = False
+        self.pongs_unread = False  # reading paused: the peer pings but reads no pongs
         self.writable: asyncio.Future[None] | None = None  # set while the socket is full
         self.fragments: list[bytes] = []
         self.fragments_type = _BINARY
@@ -215,7 +216,7 @@ class PicowsProtocol(WSListener, asyncio.Protocol):
             interval if ping else 20.0,  # ping a peer silent this long,
             min(timeout or interval or 20.0, interval or 20.0),  # drop it if no pong
             WSAutoPingStrategy.PING_WHEN_IDLE,
-            True,  # answer pings
+            False,  # pings are answered in on_ws_frame
             self.config.ws_max_size,
             None,
             4096,
@@ -306,6 +307,8 @@ class PicowsProtocol(WSListener, asyncio.Protocol):
                     self._text(data)
         elif kind is _CLOSE:
             self._on_close(frame)
+        elif kind is WSMsgType.PING:
+            self._on_ping(frame)
 
     def _text(self, data: bytes) -> None:
         try:
@@ -341,6 +344,15 @@ class PicowsProtocol(WSListener, asyncio.Protocol):
         self.ws.send_close(WSCloseCode(code if code != 1005 else 1000))  # the echo
         self.ws.disconnect()
 
+    def _on_ping(self, frame: WSFrame) -> None:
+        assert self.ws is not None
+        self.ws.send_pong(frame.get_payload_as_bytes())
+        if self.writable is not None and not self.pongs_unread:
+            # The peer does not read our pongs: read none of its pings until it does
+            # (a ping flood would grow the write buffer without end).
+            self.pongs_unread = True
+            self.transport.pause_reading()
+
     def _fail(self, code: WSCloseCode, reason: str) -> None:
         assert self.ws is not None
         self._put({"type": "websocket.disconnect", "code": code.value, "reason": reason})
@@ -369,7 +381,8 @@ class PicowsProtocol(WSListener, asyncio.Protocol):
         message = self.messages.popleft()
         if self.read_paused and len(self.messages) < PAUSE_AT // 2:
             self.read_paused = False
-            self.transport.resume_reading()
+            if not self.pongs_unread:
+                self.transport.resume_reading()
         return message
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -401,7 +414,8 @@ class PicowsProtocol(WSListener, asyncio.Protocol):
             self.close_sent = self.app_closed = True
             if self.read_paused:  # read on, for the peer's close frame
                 self.read_paused = False
-                self.transport.resume_reading()
+                if not self.pongs_unread:
+                    self.transport.resume_reading()
             self.close_timer = self.loop.call_later(CLOSE_TIMEOUT, self.transport.abort)
         else:
             raise RuntimeError(
@@ -518,6 +532,10 @@ class PicowsProtocol(WSListener, asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._wake_writer()
+        if self.pongs_unread:
+            self.pongs_unread = False
+            if not self.read_paused:
+                self.transport.resume_reading()
 
     def _wake_writer(self) -> None:
         writable, self.writable = self.writable, None
