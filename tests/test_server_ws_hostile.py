@@ -168,6 +168,11 @@ def close_payload(code: int, reason: str = "") -> bytes:
     return code.to_bytes(2, "big") + reason.encode()
 
 
+def close_payload_frame(code: int) -> bytes:
+    """A server's close frame (unmasked) with ``code`` and no reason."""
+    return bytes([0x88, 2]) + code.to_bytes(2, "big")
+
+
 class Closed(Exception):
     """The server closed the TCP connection."""
 
@@ -588,6 +593,25 @@ async def test_an_app_that_fails_before_accept_answers_500(when: str, layer: str
         await served.settled()
     assert status == 500
     assert body == b"Internal Server Error"
+
+
+async def test_an_app_that_fails_after_accept_closes_with_1011(layer: str) -> None:
+    # uvicorn's own layer just drops the connection (the client sees 1006, as if the
+    # network had failed); RFC 6455 has 1011 for this.
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": "hello"})
+        await receive()
+        raise RuntimeError("the app fell over")
+
+    async with serving(app, layer) as served:
+        async with raw_client(served.address) as raw:
+            assert await raw.frame() == (0x81, b"hello")
+            await raw.send(frame(0x2, b"go"))
+            rest = await raw.eof()
+        await served.settled()
+    assert rest == (close_payload_frame(1011) if layer == "picows" else b"")
 
 
 @pytest.mark.parametrize("refusal", ["close", "denial", "denial in parts"])

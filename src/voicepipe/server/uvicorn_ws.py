@@ -491,7 +491,11 @@ class PicowsProtocol(WSListener, asyncio.Protocol):
             self._close_transport()
 
     def _internal_error(self) -> None:
-        if not self.handshake_complete and self.response is None:
+        if self.ws is not None:
+            if not self.close_sent:  # after accept: the client learns it was not the network
+                self.close_sent = True
+                self.ws.send_close(WSCloseCode.INTERNAL_ERROR)
+        elif not self.handshake_complete and self.response is None:
             self._respond(500, [], b"Internal Server Error")
 
     def _close_transport(self) -> None:
