@@ -10,6 +10,7 @@ import asyncio
 import base64
 import os
 import socket
+import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -387,6 +388,33 @@ async def test_fragments_with_control_frames_between_are_one_message(layer: str)
         assert await raw.frame() == (0x81, "h\u00e9 there".encode())
         assert await raw.frame() == (0x82, b"\x00\x01")
     assert app.received[:2] == ["h\u00e9 there", b"\x00\x01"]
+
+
+async def test_a_message_of_endless_empty_fragments_holds_no_memory() -> None:
+    # Empty continuation frames never reach ws_max_size: kept as a list of parts, each
+    # one costs the server memory, forever. (uvicorn's own layers keep such a list.)
+    app = Recorder()
+    chunk = frame(0x0, b"", fin=False) * 10_000  # 60 kB on the wire
+
+    async def held_after(raw: Raw) -> int:
+        for i in range(10):  # 100,000 fragments
+            await raw.send(chunk + frame(0x9, b"%d" % i))
+            assert await raw.frame() == (0x8A, b"%d" % i)  # the server has read them all
+        return tracemalloc.get_traced_memory()[0]
+
+    async with serving(app) as served, raw_client(served.address) as raw:
+        await raw.send(frame(0x2, b"start", fin=False))
+        tracemalloc.start()
+        try:
+            first = await held_after(raw)  # picows's read buffer has grown to fit a chunk
+            second = await held_after(raw)
+        finally:
+            tracemalloc.stop()
+        await raw.send(frame(0x0, b" end"))
+        await raw.send(frame(0x8, close_payload(1000)))
+        await raw.eof()
+    assert second - first < 100_000  # a list of parts grows 800 kB here
+    assert app.received == [b"start end"]
 
 
 # -- closing -------------------------------------------------------------------------------

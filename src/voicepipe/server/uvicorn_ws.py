@@ -127,9 +127,8 @@ class PicowsProtocol(WSListener, asyncio.Protocol):
         self.read_paused = False
         self.pongs_unread = False  # reading paused: the peer pings but reads no pongs
         self.writable: asyncio.Future[None] | None = None  # set while the socket is full
-        self.fragments: list[bytes] = []
+        self.fragments: bytearray | None = None  # a fragmented message, so far
         self.fragments_type = _BINARY
-        self.fragments_size = 0
         self.response: tuple[int, list[tuple[bytes, bytes]], bytes] | None = None
         self.tap: Callable[[bytes], bool] | None = None  # voicepipe's TAP extension
 
@@ -267,7 +266,7 @@ class PicowsProtocol(WSListener, asyncio.Protocol):
             self._fail(WSCloseCode.PROTOCOL_ERROR, "reserved bits set")
             return
         if kind is _BINARY or kind is _TEXT:
-            if self.fragments:
+            if self.fragments is not None:
                 self._fail(WSCloseCode.PROTOCOL_ERROR, "a new message inside a fragmented one")
                 return
             if frame.fin:
@@ -285,22 +284,21 @@ class PicowsProtocol(WSListener, asyncio.Protocol):
                 else:
                     self._text(frame.get_payload_as_bytes())
                 return
-            self.fragments = [frame.get_payload_as_bytes()]
+            # One buffer, not a list of parts: empty fragments must not cost memory.
+            self.fragments = bytearray(frame.get_payload_as_memoryview())
             self.fragments_type = kind
-            self.fragments_size = len(self.fragments[0])
         elif kind is _CONTINUATION:
-            if not self.fragments:
+            fragments = self.fragments
+            if fragments is None:
                 self._fail(WSCloseCode.PROTOCOL_ERROR, "a continuation with nothing to continue")
                 return
-            part = frame.get_payload_as_bytes()
-            self.fragments_size += len(part)
-            if self.fragments_size > self.config.ws_max_size:
+            if len(fragments) + frame.payload_size > self.config.ws_max_size:
                 self._fail(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
                 return
-            self.fragments.append(part)
+            fragments += frame.get_payload_as_memoryview()
             if frame.fin:
-                data = b"".join(self.fragments)
-                self.fragments = []
+                data = bytes(fragments)
+                self.fragments = None
                 if self.fragments_type is _BINARY:
                     self._message(data, None)
                 else:
