@@ -472,6 +472,30 @@ async def test_a_peer_that_never_answers_our_close_is_dropped(
         await served.settled()
 
 
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [(4999, "\u00e9" * 61 + "!"), (1000, "r" * 124), (1005, ""), (1006, ""), (999, ""), (5000, "")],
+)
+async def test_a_close_that_may_not_go_on_the_wire_is_the_apps_error(
+    code: int, reason: str, layer: str
+) -> None:
+    # A control frame holds at most 125 bytes (a code and 123 bytes of reason); 1005,
+    # 1006 and codes outside 1000-4999 are never sent. Such a close raises in the app, as
+    # in uvicorn's own layer, and the client gets a valid close frame (1011, on ours) or
+    # none: never a malformed one.
+    app = Recorder()
+    valid = code == 4999  # the largest close there is
+    async with serving(app, layer) as served:
+        async with raw_client(served.address) as raw:
+            await raw.send(frame(0x1, f"close {code} {reason}".encode()))
+            if valid or layer == "picows":
+                assert await raw.close_frame() == ((code, reason) if valid else (1011, ""))
+                await raw.send(frame(0x8, close_payload(1000)))
+            assert await raw.eof() == b""
+        await app.wait()
+    assert len(app.errors) == (0 if valid else 1)
+
+
 @pytest.mark.parametrize("after", ["the client's close", "a bad frame"])
 async def test_sending_after_the_client_left_raises_an_oserror(after: str, layer: str) -> None:
     # ASGI: send() on a closed connection raises an OSError subclass (uvicorn's

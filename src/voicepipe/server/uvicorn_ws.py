@@ -72,6 +72,9 @@ _BINARY, _TEXT, _CONTINUATION, _CLOSE = (
     WSMsgType.CLOSE,
 )
 
+SENDABLE_CLOSE_CODES = frozenset((1000, 1001, 1002, 1003, *range(1007, 1015), *range(3000, 5000)))
+"""Close codes an endpoint may send (RFC 6455 7.4; 1005, 1006 and 1015 never go on the wire)."""
+
 log = logging.getLogger("uvicorn.error")  # uvicorn's: the same lines, the same redaction
 
 
@@ -407,8 +410,14 @@ class PicowsProtocol(WSListener, asyncio.Protocol):
         elif kind == "websocket.close":
             code = message.get("code", 1000)
             reason = message.get("reason") or ""
+            payload = reason.encode()
+            if code not in SENDABLE_CLOSE_CODES or len(payload) > 123:  # a control frame's limit
+                raise RuntimeError(
+                    f"Invalid 'websocket.close': code {code}, a reason of {len(payload)} bytes "
+                    "(use 1000-1003, 1007-1014 or 3000-4999, and at most 123 bytes)."
+                )
             self._put({"type": "websocket.disconnect", "code": code, "reason": reason})
-            self.ws.send_close(WSCloseCode(code), reason.encode())
+            self.ws.send_close(WSCloseCode(code), payload)
             self.close_sent = self.app_closed = True
             if self.read_paused:  # read on, for the peer's close frame
                 self.read_paused = False
