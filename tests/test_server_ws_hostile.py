@@ -313,6 +313,32 @@ def _choosing(send: Send, subprotocol: str) -> Send:
     return choosing
 
 
+async def test_an_upgrade_without_a_key_is_refused_and_the_app_told(layer: str) -> None:
+    # uvicorn hands over any request with "Upgrade: websocket"; a bad one gets 400 (from
+    # picows once the app accepts; uvicorn's own layer answers before the app runs), and
+    # the app, if it ran, learns the client is gone rather than failing on its next send.
+    raised: list[BaseException] = []
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await receive()
+        try:
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.send", "text": "hello"})
+        except BaseException as exc:
+            raised.append(exc)
+
+    async with serving(app, layer) as served:
+        async with raw_client(served.address, handshake=False) as raw:
+            await raw.send(
+                b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Version: 13\r\n\r\n"
+            )
+            response = await raw.eof()
+        await served.settled()
+    assert response.startswith(b"HTTP/1.1 400 ")
+    assert [type(exc).__name__ for exc in raised] in ([], ["ClientDisconnected"])
+
+
 # -- framing -----------------------------------------------------------------------------
 
 BAD_FRAMES: dict[str, tuple[list[bytes], int]] = {

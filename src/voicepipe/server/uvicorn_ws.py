@@ -232,8 +232,9 @@ class PicowsProtocol(WSListener, asyncio.Protocol):
             buffer[:size] = request[:size]
             protocol.buffer_updated(size)
             request = request[size:]
-        if self.ws is None:  # pragma: no cover - picows refused the request
+        if self.ws is None:  # picows refused the request (400: no Sec-WebSocket-Key, say)
             self.transport.close()
+            self._lost(1006)  # the app's next send raises ClientDisconnected
             return
         self.transport.set_protocol(protocol)
 
