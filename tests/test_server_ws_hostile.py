@@ -13,6 +13,7 @@ import socket
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from importlib.util import find_spec
 from typing import Any
 
 import anyio
@@ -23,7 +24,26 @@ from anyio.abc import SocketStream
 from voicepipe.cli.serve import PICOWS
 from voicepipe.server import uvicorn_ws
 
-pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("anyio_backend", ["asyncio"])]
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # uvicorn's loop
+
+
+ALSO_ON_UVLOOP = pytest.mark.parametrize(
+    "anyio_backend",
+    [
+        "asyncio",
+        pytest.param(
+            ("asyncio", {"use_uvloop": True}),
+            id="uvloop",
+            marks=pytest.mark.skipif(find_spec("uvloop") is None, reason="no uvloop"),
+        ),
+    ],
+)
+"""For flow control and aborts: ``voicepipe serve`` runs on uvloop where it is installed."""
 
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -484,6 +504,7 @@ async def test_the_client_closing_reaches_the_app_and_is_echoed(close: str, laye
         assert app.disconnect["code"] == 1005
 
 
+@ALSO_ON_UVLOOP
 async def test_a_peer_that_never_answers_our_close_is_dropped(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -561,6 +582,7 @@ async def test_sending_after_the_client_left_raises_an_oserror(after: str, layer
 
 
 @pytest.mark.parametrize("ending", ["returns", "closes"])
+@ALSO_ON_UVLOOP
 async def test_a_client_that_never_reads_is_dropped_and_its_connection_freed(
     ending: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -596,6 +618,7 @@ async def test_a_client_that_never_reads_is_dropped_and_its_connection_freed(
         await served.settled()  # while the client still holds its socket
 
 
+@ALSO_ON_UVLOOP
 async def test_shutdown_does_not_wait_forever_for_a_client_that_never_reads(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -638,6 +661,7 @@ async def test_a_ping_flood_is_answered_in_order(layer: str) -> None:
     assert app.received == [b"after"]
 
 
+@ALSO_ON_UVLOOP
 async def test_a_ping_flood_from_a_client_that_never_reads_stays_bounded() -> None:
     # Each ping asks for a pong; a client that sends them and reads nothing must meet a
     # full TCP window, not grow the server's write buffer without end. (uvicorn's own
