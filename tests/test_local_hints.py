@@ -35,6 +35,8 @@ SPOKEN = {
     "phone": "two one two double five five zero two three seven",
     "fish": "fish please",
     "chicken": "chicken",
+    # At the engine's own word insertion penalty the grammar heard "eight eight" here.
+    "phone_eight": "two one two double five five eight zero nine six",
 }
 SPEED = {"phone": 1.2}  # Piper's length_scale (1.0 otherwise)
 
@@ -76,6 +78,31 @@ async def test_a_phone_number_is_heard_as_digits_while_a_phone_is_expected(
 ) -> None:
     assert await heard(spoken["phone"], None) != [SPOKEN["phone"]]  # the general model
     assert await heard(spoken["phone"], PHONE) == [SPOKEN["phone"]]
+
+
+async def test_a_phone_grammar_does_not_hear_a_held_digit_twice(
+    spoken: dict[str, bytes],
+) -> None:
+    assert await heard(spoken["phone_eight"], PHONE) == [SPOKEN["phone_eight"]]
+
+
+async def test_the_grammar_penalty_leaves_the_general_model_its_own(
+    spoken: dict[str, bytes],
+) -> None:
+    """The grammar searches get GRAMMAR_WIP; the decoder's configuration (and the
+    general search built from it) keeps the engine's penalty."""
+    from voicepipe.providers.local import pocketsphinx as sphinx
+
+    stt = PocketSphinxSTT()
+    decoder = sphinx._checkout(stt._config)
+    general = decoder.config["wip"]
+    assert general != sphinx.GRAMMAR_WIP
+    sphinx._checkin(stt._config, decoder)
+    assert await heard(spoken["phone"], PHONE) == [SPOKEN["phone"]]
+    assert await heard(spoken["fish"], None) == ["this please"]
+    decoder = sphinx._checkout(stt._config)
+    assert decoder.config["wip"] == general
+    sphinx._checkin(stt._config, decoder)
 
 
 async def test_a_choice_is_heard_among_its_options(spoken: dict[str, bytes]) -> None:

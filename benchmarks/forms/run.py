@@ -183,10 +183,23 @@ async def main() -> None:
     parser.add_argument(
         "--no-hint", action="store_true", help="end to end without the STT hint (the old way)"
     )
+    parser.add_argument(
+        "--kind",
+        action="append",
+        choices=("age", "email", "phone", "date", "yes_no", "choice"),
+        help="only answers of this field type (repeatable); for iterating on a subset",
+    )
+    parser.add_argument(
+        "--audio-only", action="store_true", help="skip the text level and the LLM baseline"
+    )
     args = parser.parse_args()
     from voicepipe.providers.local import LlamaCppLLM, PocketSphinxSTT
 
     corpus: list[dict[str, Any]] = json.loads((HERE / "corpus.json").read_text())
+    # The audio files are numbered by the position in the whole corpus.
+    numbered = [
+        (i, item) for i, item in enumerate(corpus) if not args.kind or item["field"] in args.kind
+    ]
     llm = Counting(LlamaCppLLM())
     await llm.inner.load()  # type: ignore[attr-defined]
     with tempfile.TemporaryDirectory() as tmp:
@@ -194,25 +207,26 @@ async def main() -> None:
             rows: list[tuple[dict[str, Any], str]] = []
             parser_cpu: list[float] = []
             llm_cpu: list[float] = []
-            for index, item in enumerate(corpus):
+            for index, item in [] if args.audio_only else numbered:
                 outcome, calls, cpu = await answer(store, llm, item, [item["text"]], f"t{index}")
                 rows.append((item, outcome))
                 (llm_cpu if calls else parser_cpu).append(cpu)
                 if args.show and outcome != "correct":
                     print(f"text miss: {item} -> {outcome}")
-            report(f"from text ({len(corpus)} answers, EN and ES)", rows)
-            print(
-                f"  LLM calls: {len(llm_cpu)} of {len(corpus)} turns; "
-                f"CPU per answer turn: parser {1000 * _median(parser_cpu):.2f} ms (median), "
-                f"with the LLM {1000 * _median(llm_cpu):.0f} ms"
-            )
-            await llm_baseline(llm, corpus)
+            if not args.audio_only:
+                report(f"from text ({len(rows)} answers, EN and ES)", rows)
+                print(
+                    f"  LLM calls: {len(llm_cpu)} of {len(rows)} turns; "
+                    f"CPU per answer turn: parser {1000 * _median(parser_cpu):.2f} ms (median), "
+                    f"with the LLM {1000 * _median(llm_cpu):.0f} ms"
+                )
+                await llm_baseline(llm, [item for _, item in numbered])
             if args.text:
                 return
             stt = PocketSphinxSTT()
             first: list[tuple[dict[str, Any], str]] = []
             retried: list[tuple[dict[str, Any], str]] = []
-            for index, item in enumerate(corpus):
+            for index, item in numbered:
                 if item["lang"] != "en":
                     continue
                 speeds = [SPEEDS[index % 3], SPEEDS[(index + 1) % 3]]
