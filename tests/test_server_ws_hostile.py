@@ -392,6 +392,7 @@ BAD_FRAMES: dict[str, tuple[list[bytes], int]] = {
     ),
     "a close code that may not be sent": ([frame(0x8, close_payload(1005))], 1002),
     "a one-byte close": ([frame(0x8, b"\x03")], 1002),
+    "bad frames in a row": ([frame(0x2, b"a", rsv=4), frame(0x0, b"b"), frame(0x1, b"\xff")], 1002),
 }
 
 
@@ -407,7 +408,7 @@ async def test_bad_framing_closes_with_the_rfc_code_and_nothing_reaches_the_app(
             assert await raw.frame() == (0x82, b"first")
             await raw.send(b"".join(frames))
             assert (await raw.close_frame())[0] == code
-            await raw.eof()
+            assert await raw.eof() == b""  # nothing after the close frame
         await app.wait()
         await served.settled()
     assert app.received == [b"first"]
