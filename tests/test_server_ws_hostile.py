@@ -359,6 +359,44 @@ async def test_an_upgrade_without_a_key_is_refused_and_the_app_told(layer: str) 
     assert [type(exc).__name__ for exc in raised] in ([], ["ClientDisconnected"])
 
 
+async def test_frames_sent_before_the_handshake_completes_are_kept(layer: str) -> None:
+    # A client should wait for the 101, but one that sends its first frame while the app
+    # is still deciding must not lose it (or, cut mid-frame, garble the rest). (Bytes that
+    # come with the request itself, uvicorn's HTTP side drops, whatever the layer.)
+    called, decided = anyio.Event(), anyio.Event()
+    app = Recorder()
+
+    async def deciding(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        called.set()
+        await decided.wait()
+        await app(scope, receive, send)
+
+    async with (
+        serving(deciding, layer) as served,
+        raw_client(served.address, handshake=False) as raw,
+    ):
+        key = base64.b64encode(os.urandom(16))
+        await raw.send(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        with anyio.fail_after(10):
+            await called.wait()
+        early = frame(0x2, b"early")
+        await raw.send(early[:3])
+        await anyio.sleep(0.05)  # two TCP segments, likely; not asserted on
+        await raw.send(early[3:])
+        await anyio.sleep(0.05)
+        decided.set()
+        while b"\r\n\r\n" not in raw.buffer:
+            await raw._fill()
+        raw.buffer = raw.buffer.partition(b"\r\n\r\n")[2]
+        assert await raw.frame() == (0x82, b"early")
+        await raw.send(frame(0x2, b"late"))
+        assert await raw.frame() == (0x82, b"late")
+    assert app.received == [b"early", b"late"]
+
+
 # -- framing -----------------------------------------------------------------------------
 
 BAD_FRAMES: dict[str, tuple[list[bytes], int]] = {

@@ -142,8 +142,12 @@ class PicowsProtocol(WSListener, asyncio.Protocol):
         self.connections.add(self)  # type: ignore[arg-type]  # uvicorn lists its own classes
 
     def data_received(self, data: bytes) -> None:
-        if self.ws is not None or self.scope:
-            return  # nothing is sent before our 101, and picows reads after it
+        if self.scope:  # frames sent before our 101 wait for picows (a few; then we stop)
+            if not self.handshake_complete:
+                self.request += data
+                if len(self.request) > 65536:
+                    self.transport.pause_reading()
+            return
         self.request += data
         if b"\r\n\r\n" in self.request:
             self._start(self.request)
@@ -237,6 +241,7 @@ class PicowsProtocol(WSListener, asyncio.Protocol):
             self._lost(1006)  # the app's next send raises ClientDisconnected
             return
         self.transport.set_protocol(protocol)
+        self.transport.resume_reading()  # if early frames paused it
 
     def connection_lost(self, exc: Exception | None) -> None:
         """The socket closed before the app accepted (after, picows reports it)."""
