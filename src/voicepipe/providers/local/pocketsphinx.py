@@ -246,8 +246,7 @@ class _Turns:
         hint = self.expect.hint
         if hint is None:
             return text
-        known = self.decoder.lookup_word
-        grammar = grammar_for(hint, lambda word: known(word) is not None)
+        grammar = grammar_for(hint, self.decoder.lookup_word)
         if grammar is None:
             return text
         pcm = b"".join(self.utterance)

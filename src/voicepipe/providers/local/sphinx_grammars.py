@@ -22,6 +22,7 @@ import re
 from collections.abc import Callable, Iterable
 
 from voicepipe.providers.base import STTHint
+from voicepipe.providers.local.sphinx_names import FIRST_NAMES, SURNAMES
 
 __all__ = ["KINDS", "grammar_for", "rival_for"]
 
@@ -40,53 +41,14 @@ _YES_NO = (
     "that's correct | wrong | not quite"
 )
 _LETTERS = _words("a b c d e f g h i j k l m n o p q r s t u v w x y z")
-# Providers and top-level domains; no one- or two-letter labels ("me", "co"), which
-# soak up any short sound ("at yahoo" heard as "a p at me").
-_DOMAINS = _words(
+# Mail providers and other words of a host name, and the top-level domains that end
+# one; no one- or two-letter labels ("me", "co"), which soak up any short sound
+# ("at yahoo" heard as "a p at me").
+_HOSTS = _words(
     "gmail googlemail yahoo hotmail outlook live msn icloud aol proton protonmail "
-    "mail email gmx zoho yandex example company work office school university "
-    "com org net edu gov uk info biz"
+    "mail email gmx zoho yandex example company work office school university"
 )
-# Common US first names and surnames (well-known frequency lists), so that an
-# e-mail's name part is in the grammar; other names are spelled or come from
-# what the general model heard.
-_NAMES = _words(
-    "james john robert michael william david richard joseph thomas charles christopher "
-    "daniel matthew anthony mark donald steven paul andrew joshua kenneth kevin brian "
-    "george timothy ronald edward jason jeffrey ryan jacob gary nicholas eric jonathan "
-    "stephen larry justin scott brandon benjamin samuel gregory alexander frank patrick "
-    "raymond jack dennis jerry tyler aaron jose adam nathan henry douglas zachary peter "
-    "kyle noah ethan jeremy walter christian keith roger terry austin sean gerald carl "
-    "harold dylan arthur lawrence jordan jesse bryan billy bruce gabriel joe logan alan "
-    "juan albert willie elijah wayne randy vincent mason roy ralph bobby russell bradley "
-    "philip eugene mike tom bill bob dave jim steve chris dan matt tony nick alex sam ben "
-    "mary patricia jennifer linda elizabeth barbara susan jessica sarah karen lisa nancy "
-    "betty sandra margaret ashley kimberly emily donna michelle carol amanda melissa "
-    "deborah stephanie dorothy rebecca sharon laura cynthia amy kathleen angela shirley "
-    "brenda emma anna pamela nicole samantha katherine christine helen debra rachel "
-    "carolyn janet maria catherine heather diane olivia julie joyce victoria ruth "
-    "virginia lauren kelly christina joan evelyn judith andrea hannah megan cheryl "
-    "jacqueline martha madison teresa gloria sara janice ann kathryn abigail sophia "
-    "frances jean alice judy isabella julia grace amber denise danielle marilyn beverly "
-    "charlotte natalie theresa diana brittany doris kayla alexis lori marie kate jane "
-    "smith johnson williams brown jones garcia miller davis rodriguez martinez "
-    "hernandez lopez gonzalez wilson anderson taylor moore jackson martin lee perez "
-    "thompson white harris sanchez clark ramirez lewis robinson walker young allen king "
-    "wright torres nguyen hill flores green adams nelson baker hall rivera campbell "
-    "mitchell carter roberts gomez phillips evans turner diaz parker cruz edwards "
-    "collins reyes stewart morris morales murphy cook rogers gutierrez ortiz morgan "
-    "cooper peterson bailey reed howard ramos kim cox ward richardson watson brooks "
-    "chavez wood bennett gray mendoza ruiz hughes price alvarez castillo sanders patel "
-    "myers long ross foster jimenez powell jenkins perry sullivan bell coleman butler "
-    "henderson barnes fisher vasquez simmons romero patterson hamilton graham reynolds "
-    "griffin wallace west cole hayes bryant herrera gibson ellis tran medina aguilar "
-    "stevens murray ford castro marshall owens harrison fernandez mcdonald woods "
-    "washington kennedy wells vargas chen freeman webb tucker guzman burns crawford "
-    "olson simpson porter hunter gordon mendez silva shaw snyder dixon munoz hunt hicks "
-    "holmes palmer wagner black robertson boyd rose stone salazar fox warren mills "
-    "meyer rice schmidt garza daniels ferguson nichols stephens soto weaver gardner "
-    "payne grant dunn"
-)
+_TOP_LEVEL = _words("com org net edu gov uk info biz")
 _CHOICE_BEFORE = (
     "the | a | an | i'll | i | will | have | take | would | like | want | go | with | for | "
     "um | uh | i'd | please | let's | me | my | is | it's | prefer | choose"
@@ -100,7 +62,7 @@ def _alternatives(words: Iterable[str]) -> str:
     return " | ".join(sorted(set(words)))
 
 
-def _phone(hint: STTHint, known: Callable[[str], bool]) -> str:
+def _phone(hint: STTHint, known: Callable[[str], str | None]) -> str:
     return f"""
 public <answer> = [<yes_no>] [<lead>] <item>+;
 <lead> = my number is | my phone number is | the number is | it's | it is;
@@ -109,20 +71,40 @@ public <answer> = [<yes_no>] [<lead>] <item>+;
 """
 
 
-def _email(hint: STTHint, known: Callable[[str], bool]) -> str:
-    words = [w for w in (*_NAMES, *_LETTERS, *hint.options) if known(w)]
+def _email(hint: STTHint, known: Callable[[str], str | None]) -> str:
+    # Names (a general list, sphinx_names) and a choice's options, if any. A part of the
+    # address (between separators) is a spelled run of letters, or one or two names
+    # with at most one initial before them, each maybe with a number after: "s a r a
+    # h", "j smith", "mike moore", "sarah twenty two". Letters and names do not
+    # interleave ("a n anna", "mike a"), nor do digits sit inside a spelled run ("s a
+    # r eight h"): those are how a looser grammar misheard.
+    # Of names that sound alike ("brown", "braun"; "jay" and the letter "j") only
+    # the first is kept: letters, then names in order of frequency. Sound cannot
+    # tell them apart, so the commoner spelling is the better guess.
+    sounds = {known(letter) for letter in _LETTERS}
+    names = []
+    for word in (*hint.options, *FIRST_NAMES, *SURNAMES):
+        sound = known(word) if _WORD.match(word) else None
+        if sound is not None and sound not in sounds:
+            sounds.add(sound)
+            names.append(word)
     return f"""
 public <answer> = [<yes_no>] [<lead>] <local> at <domain> [all one word];
 <lead> = my email is | my email address is | my address is | it's | it is | email;
-<local> = <part> (<part> | <separator> <part>)*;
+<local> = <part> (<separator> <part>)*;
 <separator> = dot | underscore | dash | hyphen;
-<part> = {_alternatives(words)} | {_alternatives(_DIGITS + _NUMBER_WORDS)};
-<domain> = <label> (dot <label>)+;
-<label> = {_alternatives(w for w in _DOMAINS if known(w))};
+<part> = <letter> <letter>+ [<number>] | [<letter>] <name> [<name>] [<number>] | <number>;
+<number> = (<digit> | {_alternatives(_NUMBER_WORDS)})+;
+<digit> = {_alternatives(_DIGITS)};
+<letter> = {_alternatives(_LETTERS)};
+<name> = {_alternatives(names)};
+<domain> = <host> (dot <host>)* dot <top_level> [dot <top_level>];
+<host> = {_alternatives(w for w in _HOSTS if known(w))};
+<top_level> = {_alternatives(w for w in _TOP_LEVEL if known(w))};
 """
 
 
-def _choice(hint: STTHint, known: Callable[[str], bool]) -> str | None:
+def _choice(hint: STTHint, known: Callable[[str], str | None]) -> str | None:
     options = []
     for option in hint.options:
         words = option.casefold().split()
@@ -139,21 +121,59 @@ public <answer> = [<before>] [<before>] [<before>] [<before>] <option> [<after>]
 """
 
 
-KINDS: dict[str, Callable[[STTHint, Callable[[str], bool]], str | None]] = {
+_UNITS = "one | two | three | four | five | six | seven | eight | nine"
+_TEENS = (
+    "ten | eleven | twelve | thirteen | fourteen | fifteen | sixteen | seventeen | "
+    "eighteen | nineteen"
+)
+_ORDINAL_UNITS = "first | second | third | fourth | fifth | sixth | seventh | eighth | ninth"
+_MONTHS = (
+    "january | february | march | april | may | june | july | august | september | "
+    "october | november | december"
+)
+
+
+def _date(hint: STTHint, known: Callable[[str], str | None]) -> str:
+    # A day of the month (cardinal or ordinal), a month name and maybe a year, in the
+    # orders people say them; a year in halves ("nineteen eighty six", "nineteen
+    # hundred eighty six", "two thousand and five").
+    return f"""
+public <answer> = [<yes_no>] [<lead>] <date>;
+<lead> = i was born on | i was born | born on | it's | it is | it was | on | my birthday is |
+    my date of birth is;
+<date> = <month> [the] <day> [[of] <year>] | [the] <day> of <month> [[of] <year>] |
+    <month> <year>;
+<month> = {_MONTHS};
+<day> = <ordinal> | <cardinal>;
+<ordinal> = {_ORDINAL_UNITS} | tenth | eleventh | twelfth | thirteenth | fourteenth |
+    fifteenth | sixteenth | seventeenth | eighteenth | nineteenth | twentieth |
+    twenty ({_ORDINAL_UNITS}) | thirtieth | thirty first;
+<cardinal> = {_UNITS} | {_TEENS} | twenty [{_UNITS}] | thirty [one];
+<year> = <century> <two_digits> | (<century> hundred | two thousand) [and] [<small>];
+<century> = eighteen | nineteen | twenty;
+<two_digits> = oh ({_UNITS}) | {_TEENS} | <tens> [{_UNITS}];
+<small> = {_UNITS} | {_TEENS} | <tens> [{_UNITS}];
+<tens> = twenty | thirty | forty | fifty | sixty | seventy | eighty | ninety;
+"""
+
+
+KINDS: dict[str, Callable[[STTHint, Callable[[str], str | None]], str | None]] = {
     "phone": _phone,
     "email": _email,
     "choice": _choice,
+    "date": _date,
 }
-"""The hint kinds a grammar is built for. Numbers, dates and yes/no are left
-to the general model, which hears them well (see docs/forms.md)."""
+"""The hint kinds a grammar is built for. Numbers and yes/no are left to the
+general model, which hears them well (see docs/forms.md)."""
 
 
-def grammar_for(hint: STTHint, known: Callable[[str], bool]) -> str | None:
+def grammar_for(hint: STTHint, known: Callable[[str], str | None]) -> str | None:
     """A JSGF grammar of the answers ``hint`` expects, or None when there is none
     (another kind, another language, options the dictionary cannot say).
 
-    ``known`` tells whether the decoder's dictionary has a word; words it
-    lacks are left out (a grammar with an unknown word does not load).
+    ``known`` gives a word's pronunciation in the decoder's dictionary (its
+    ``lookup_word``), None for a word it lacks; words it lacks are left out
+    (a grammar with an unknown word does not load).
     """
     build = KINDS.get(hint.kind)
     if build is None or not hint.language.casefold().startswith("en"):
