@@ -118,7 +118,6 @@ EN = Language(
             "my",
             "email",
             "e-mail",
-            "e",
             "mail",
             "address",
             "is",
