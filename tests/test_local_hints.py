@@ -40,6 +40,9 @@ SPOKEN = {
     "phone_eight": "two one two double five five eight zero nine six",
     # The general model hears "g thirteen nineteen hundred eighty six".
     "june": "june 13, 1986",
+    # Under a choice hint, the grammar read it "my an um for chicken for thanks",
+    # scoring above UNCONFIRMED_MARGIN.
+    "my_number": "my number is six four six, five five five, one seven four two",
 }
 SPEED = {"phone": 1.2}  # Piper's length_scale (1.0 otherwise)
 
@@ -130,6 +133,14 @@ async def test_speech_that_is_not_an_answer_keeps_its_general_transcript() -> No
     assert await heard(pcm, MEAL) == general
     assert await heard(pcm, STTHint("phone", confirmed=False)) == general
     assert await heard(pcm, DATE) == general
+
+
+async def test_a_phone_number_said_when_a_choice_is_asked_is_not_made_a_choice(
+    spoken: dict[str, bytes],
+) -> None:
+    general = await heard(spoken["my_number"], None)
+    assert "number" in general[0]
+    assert await heard(spoken["my_number"], MEAL) == general
 
 
 async def test_noise_stores_no_value() -> None:

@@ -43,6 +43,7 @@ from collections.abc import AsyncIterable, Callable
 from typing import Any
 
 import anyio
+from rapidfuzz.distance import Levenshtein
 
 from voicepipe.audio import AudioFormat, Resampler, resample
 from voicepipe.errors import ProviderError
@@ -51,7 +52,14 @@ from voicepipe.providers.base import Emit, Expectation, STTEvent
 from voicepipe.providers.local.sphinx_grammars import grammar_for, rival_for
 from voicepipe.segmenter import VAD, default_vad
 
-__all__ = ["CMN_INIT", "GRAMMAR_WIP", "UNCONFIRMED_MARGIN", "PocketSphinxSTT", "SphinxVAD"]
+__all__ = [
+    "CMN_INIT",
+    "GRAMMAR_WIP",
+    "UNCONFIRMED_MARGIN",
+    "UNCONFIRMED_SIMILARITY",
+    "PocketSphinxSTT",
+    "SphinxVAD",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -69,6 +77,12 @@ _IDLE_LOCK = threading.Lock()
 # benchmarks/forms: readings of answers of the expected kind scored -2 to -8,
 # grammars forced onto other answers -11.5 and below.
 UNCONFIRMED_MARGIN = -9.5
+# How alike (0 to 1, phones in the dictionary) a grammar's reading that is not read
+# back must sound to the general model's words, besides scoring within the margin:
+# a choice grammar forced onto a phone number scored above the margin (its filler
+# words fit any speech) but sounded 0.42 alike or less; readings of real answers
+# ("the chicken please" for "the chicken place") 0.5 and above (benchmarks/forms).
+UNCONFIRMED_SIMILARITY = 0.5
 # The word insertion penalty of the grammar decodes (the general model keeps the
 # engine's 0.65). A grammar of digits or letters at 0.65 hears a held "eight" as
 # "eight eight"; at 0.01 the phone answers of benchmarks/forms read right 55 times
@@ -241,7 +255,8 @@ class _Turns:
         """``text`` (the general model's), or the utterance as the hint's grammar hears it.
 
         A reading that will be read back is taken as is; one that will not
-        must score within :data:`UNCONFIRMED_MARGIN` per frame of ``text``'s.
+        must sound like ``text`` (:data:`UNCONFIRMED_SIMILARITY`) and score
+        within :data:`UNCONFIRMED_MARGIN` per frame of ``text``'s.
         """
         hint = self.expect.hint
         if hint is None:
@@ -259,6 +274,10 @@ class _Turns:
             heard, score = self._decode_with("hint", pcm)
             if not heard or heard == text or hint.confirmed:
                 return heard or text
+            similarity = self._sounds_alike(heard, text)
+            if similarity < UNCONFIRMED_SIMILARITY:
+                _log.debug("grammar %r vs %r: %.2f alike", heard, text, similarity)
+                return text
             rival = rival_for(text)
             if rival is None:
                 return text
@@ -271,6 +290,15 @@ class _Turns:
         finally:
             self.decoder.activate_search()
             self.decoder.set_cmn(cmn_after)
+
+    def _sounds_alike(self, a: str, b: str) -> float:
+        """How alike ``a`` and ``b`` sound: 0 to 1, from their phones in the dictionary."""
+        lookup = self.decoder.lookup_word
+
+        def phones(text: str) -> list[str]:
+            return [p for word in text.split() for p in (lookup(word) or "?").split()]
+
+        return float(Levenshtein.normalized_similarity(phones(a), phones(b)))
 
     def _add_grammar(self, search: str, grammar: str) -> None:
         """Load ``grammar`` as ``search``, with the grammars' own word insertion penalty.

@@ -49,11 +49,17 @@ _HOSTS = _words(
     "mail email gmx zoho yandex example company work office school university"
 )
 _TOP_LEVEL = _words("com org net edu gov uk info biz")
+# The phrases around a choice, as whole phrases: free filler words ("i'd um for
+# chicken one fine") let a choice grammar match any speech, a phone number too.
 _CHOICE_BEFORE = (
-    "the | a | an | i'll | i | will | have | take | would | like | want | go | with | for | "
-    "um | uh | i'd | please | let's | me | my | is | it's | prefer | choose"
+    "[um | uh] [<have>] [the | a | an] | i'll go with [the] | let's go with [the] | "
+    "go with [the] | i'll go for [the] | i choose [the] | i prefer [the] | my choice is [the]"
 )
-_CHOICE_AFTER = "please | one | for | me | thanks | thank | you | option | is | fine"
+_CHOICE_HAVE = (
+    "i'll have | i will have | i'd like | i would like | i want | i'll take | i will take | "
+    "i'll get | can i have | can i get | i'd prefer | i would prefer | give me"
+)
+_CHOICE_AFTER = "please | for me | for me please | one | one please | option | thanks | thank you"
 
 _WORD = re.compile(r"^[a-z][a-z']*$")
 
@@ -114,8 +120,9 @@ def _choice(hint: STTHint, known: Callable[[str], str | None]) -> str | None:
     if not options:
         return None
     return f"""
-public <answer> = [<before>] [<before>] [<before>] [<before>] <option> [<after>] [<after>];
+public <answer> = [<before>] <option> [<after>];
 <before> = {_CHOICE_BEFORE};
+<have> = {_CHOICE_HAVE};
 <after> = {_CHOICE_AFTER};
 <option> = {" | ".join(sorted(set(options)))};
 """
