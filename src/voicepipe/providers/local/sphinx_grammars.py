@@ -4,14 +4,16 @@ PocketSphinx's general language model mishears spelled letters, digits and
 rare option words ("at yahoo dot com" as "it yet he got com"). When the
 policy says what the next turn holds (:class:`~voicepipe.providers.base.STTHint`),
 the utterance is decoded a second time with a small grammar of that kind of
-answer: digits for a phone, letters, names and domain words for an e-mail,
-the field's own words for a choice.
+answer: digits for a phone, letters, names (a general list,
+:mod:`~voicepipe.providers.local.sphinx_names`) and domain words for an
+e-mail, month names, days and years for a date, the field's own words for a
+choice.
 
 A grammar forces any sound into its words, so its reading is checked (see
 ``PocketSphinxSTT``): when the value will be read back to the caller, a
 wrong reading costs a "no"; when it will not, the grammar's reading must
-score nearly as well as the exact words the general model heard
-(:func:`rival_for`), or the general transcript is kept.
+sound like, and score nearly as well as, the exact words the general model
+heard (:func:`rival_for`), or the general transcript is kept.
 
 English only: the bundled acoustic model and dictionary are US English.
 """
