@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -606,3 +607,41 @@ def test_chat_realtime_feeds_at_the_recording_pace(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     events = json_events(result)
     assert [e["content"] for e in events if e["type"] == "assistant"] == ["hello"]
+
+
+@pytest.mark.anyio
+async def test_a_recording_waits_for_the_reply_to_each_turn_before_the_next() -> None:
+    from voicepipe.cli.audio import TurnGate, recorded
+    from voicepipe.events import AssistantReply, UserTurn
+
+    gate = TurnGate(closed=True, timeout=60)
+    feed = recorded(silence(300), gate=gate)
+    fed: list[bytes] = []
+
+    async def take() -> None:
+        async for chunk in feed:
+            fed.append(chunk)
+            if len(fed) == 1:
+                await gate.on_event(UserTurn(content="24"))  # a turn ends after the first chunk
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(take)
+        await anyio.wait_all_tasks_blocked()
+        assert fed == []  # the opening line is not out yet
+        await gate.on_event(AssistantReply(content="How old are you?"))
+        await anyio.wait_all_tasks_blocked()
+        assert len(fed) == 1  # held after the turn, until its reply
+        await gate.on_event(AssistantReply(content="What is your e-mail address?"))
+    assert len(fed) == 3
+
+
+@pytest.mark.anyio
+async def test_a_turn_that_gets_no_reply_holds_the_recording_only_until_the_timeout() -> None:
+    from voicepipe.cli.audio import TurnGate, recorded
+    from voicepipe.events import UserTurn
+
+    gate = TurnGate(timeout=0.01)
+    await gate.on_event(UserTurn(content="hi"))
+    with anyio.fail_after(10):
+        chunks = [chunk async for chunk in recorded(silence(200), gate=gate)]
+    assert len(chunks) == 2

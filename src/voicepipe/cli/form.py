@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from voicepipe.cli.audio import read_input, recorded
+from voicepipe.cli.audio import TurnGate, read_input, recorded
 from voicepipe.cli.errors import EXIT_OK, CliError, console, guard
 from voicepipe.cli.loading import build, load_models
 from voicepipe.cli.options import (
@@ -86,7 +86,8 @@ def form_run(
     """Run the form agent on recorded answers, storing each accepted answer in --db.
 
     The agent asks the first unanswered question, then takes the recorded
-    turns in order (fed faster than real time, without barge-in). Answers are
+    turns in order (fed faster than real time, without barge-in, but each
+    answer only once the question before it is out, as a caller would). Answers are
     saved as they are accepted: run again with the same --session to go on
     where it stopped.
     """
@@ -119,7 +120,15 @@ def form_run(
                     await store.get(session_id)  # a bad file fails here, before the session
                 await load_models(providers, err)
                 async with FormPolicy(form, store=store, session_id=session_id) as policy:
-                    await run_session(providers, policy, recorded(pcm), view, session_id=session_id)
+                    gate = TurnGate(closed=True)  # until the first question is out
+                    await run_session(
+                        providers,
+                        policy,
+                        recorded(pcm, gate=gate),
+                        view,
+                        session_id=session_id,
+                        on_event=gate.on_event,
+                    )
                 record.update(await export_session(store, session_id))
 
         with database_errors(db):
