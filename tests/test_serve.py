@@ -25,7 +25,8 @@ from typer.testing import CliRunner
 from websockets.asyncio.client import connect
 
 from tests.server_apps import ANSWERS, STORY
-from tests.test_transport_websocket import Received, adrain, loopback
+from tests.test_transport_websocket import Received, adrain
+from tests.uvicorn_support import loopback
 from voicepipe.cli import app as cli_app
 from voicepipe.forms import SQLiteFormStore
 

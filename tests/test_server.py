@@ -30,11 +30,11 @@ from tests.test_transport_websocket import (
     TestClient,
     adrain,
     drain,
-    loopback,
     send_audio,
     serve_on_loopback,
     stop,
 )
+from tests.uvicorn_support import loopback
 from voicepipe.audio import chunk_pcm
 from voicepipe.forms import SQLiteFormStore
 from voicepipe.providers.fake import FakeLLM, FakeSTT, FakeTTS

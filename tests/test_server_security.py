@@ -24,13 +24,8 @@ from websockets.typing import Origin, Subprotocol
 from tests.support import FORMAT, utterance
 from tests.test_browser import CHROMIUM, FLAGS, WAIT_MS, speech_wav
 from tests.test_server import FORMS, clean_env, fake_providers, make_app, server_of
-from tests.test_transport_websocket import (
-    Received,
-    adrain,
-    loopback,
-    never_reading_client,
-    serve_on_loopback,
-)
+from tests.test_transport_websocket import Received, adrain, never_reading_client, serve_on_loopback
+from tests.uvicorn_support import loopback
 from voicepipe.audio import chunk_pcm
 from voicepipe.cli.serve import PICOWS
 from voicepipe.forms import SQLiteFormStore

@@ -18,6 +18,7 @@ import uvicorn
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from tests.uvicorn_support import in_process, loopback
 from voicepipe.cli.serve import PICOWS
 from voicepipe.transports.websocket import TAP
 
@@ -29,25 +30,12 @@ App = Any
 @asynccontextmanager
 async def serving(app: App, **config: Any) -> AsyncIterator[tuple[str, uvicorn.Server]]:
     """``app`` under uvicorn with the picows layer on a free port; yields ``host:port``."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    options: dict[str, Any] = {"log_config": None, "lifespan": "off", "ws": PICOWS}
-    server = uvicorn.Server(uvicorn.Config(app, **(options | config)))
-    with sock:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve, [sock])
-            with anyio.fail_after(10):
-                while not server.started:  # noqa: ASYNC110 - uvicorn has no started event
-                    await anyio.sleep(0.01)
-            try:
-                yield f"127.0.0.1:{port}", server
-            finally:
-                server.should_exit = True
+    async with in_process(app, **({"lifespan": "off", "ws": PICOWS} | config)) as (server, port):
+        yield f"127.0.0.1:{port}", server
 
 
 def client(address: str, path: str = "/", **kwargs: Any) -> connect:
-    return connect(f"ws://{address}{path}", proxy=None, compression=None, **kwargs)
+    return loopback(address, path, **kwargs)
 
 
 def echo_app(log: list[Any]) -> App:

@@ -21,6 +21,7 @@ import pytest
 import uvicorn
 from anyio.abc import SocketStream
 
+from tests.uvicorn_support import in_process
 from voicepipe.cli.serve import PICOWS
 from voicepipe.server import uvicorn_ws
 
@@ -92,21 +93,9 @@ class Served:
 @asynccontextmanager
 async def serving(app: App, layer: str = "picows", **config: Any) -> AsyncIterator[Served]:
     """``app`` under uvicorn with the WebSocket layer ``layer`` on a free port of 127.0.0.1."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    options: dict[str, Any] = {"log_config": None, "lifespan": "off", "ws": layer_class(layer)}
-    server = uvicorn.Server(uvicorn.Config(app, **(options | config)))
-    with sock:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve, [sock])
-            with anyio.fail_after(10):
-                while not server.started:  # noqa: ASYNC110 - uvicorn has no started event
-                    await anyio.sleep(0.01)
-            try:
-                yield Served(server, port)
-            finally:
-                server.should_exit = True
+    options = {"lifespan": "off", "ws": layer_class(layer)} | config
+    async with in_process(app, **options) as (server, port):
+        yield Served(server, port)
 
 
 class Recorder:

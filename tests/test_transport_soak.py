@@ -29,13 +29,8 @@ from starlette.websockets import WebSocket
 from websockets.exceptions import ConnectionClosed
 
 from tests.support import FORMAT, utterance
-from tests.test_transport_websocket import (
-    Fakes,
-    adrain,
-    loopback,
-    never_reading_client,
-    serve_on_loopback,
-)
+from tests.test_transport_websocket import Fakes, adrain, never_reading_client, serve_on_loopback
+from tests.uvicorn_support import loopback
 from voicepipe.audio import chunk_pcm
 from voicepipe.providers.fake import FakeLLM, FakeSTT, FakeTTS
 from voicepipe.transports.websocket import serve

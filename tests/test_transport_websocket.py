@@ -16,16 +16,16 @@ from typing import Any, Literal
 
 import anyio
 import pytest
-import uvicorn
 from anyio.streams.memory import MemoryObjectReceiveStream as Stream
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.types import ASGIApp
 from starlette.websockets import WebSocket
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from tests.support import FORMAT, silence, tone, utterance
+from tests.uvicorn_support import in_process, loopback
 from voicepipe import AudioFormat, Pipeline
 from voicepipe.audio import chunk_pcm, wav_bytes
 from voicepipe.cli.serve import PICOWS
@@ -135,27 +135,8 @@ def app_serving(make: Callable[[WebSocket], Pipeline], **options: Any) -> Starle
 async def serve_on_loopback(app: ASGIApp, ws: str = PICOWS) -> AsyncIterator[str]:
     """Run ``app`` under uvicorn on a free port of 127.0.0.1 with the WebSocket layer
     ``ws`` (by default ``voicepipe serve``'s); yield ``host:port``."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_config=None, lifespan="on", timeout_graceful_shutdown=5, ws=ws)
-    server = uvicorn.Server(config)
-    with sock:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve, [sock])
-            with anyio.fail_after(10):
-                while not server.started:  # noqa: ASYNC110 - uvicorn has no started event
-                    await anyio.sleep(0.01)
-            try:
-                yield f"127.0.0.1:{port}"
-            finally:
-                server.should_exit = True
-
-
-def loopback(address: str, path: str, **kwargs: Any) -> connect:
-    """A ``websockets`` client for the loopback server (never through a proxy)."""
-    return connect(f"ws://{address}{path}", proxy=None, compression=None, **kwargs)
+    async with in_process(app, lifespan="on", timeout_graceful_shutdown=5, ws=ws) as (_, port):
+        yield f"127.0.0.1:{port}"
 
 
 Backend = Literal["asyncio", "trio"]
