@@ -96,9 +96,7 @@ class LocalTurnDetector:
         self.min_digits = min_digits
         self.phone_digits = phone_digits
         self.patient_for = frozenset(patient_for)
-        self._open, self._fillers, self._digits, self._longest, self._replies = _word_lists(
-            self.languages
-        )
+        self._open, self._fillers, self._digits, self._longest = _word_lists(self.languages)
 
     async def decide(self, text: str, *, expecting: str | None = None) -> TurnDecision:
         return self.judge(text, expecting=expecting)
@@ -108,7 +106,7 @@ class LocalTurnDetector:
         words = tokens(text)
         if not words:
             return TurnDecision(0.0)
-        if expecting in ("phone", "email") and " ".join(words) in self._replies:
+        if expecting in ("phone", "email") and " ".join(words) in _READ_BACK_REPLIES:
             expecting = None  # "yes" or "no" to a read-back of one: nothing more is coming
         if expecting == "phone":
             digits = _count(w for w in words if self._is_digit(w))
@@ -151,13 +149,13 @@ class LocalTurnDetector:
 @functools.lru_cache(maxsize=64)
 def _word_lists(
     languages: tuple[str, ...],
-) -> tuple[frozenset[str], frozenset[str], frozenset[str], int, frozenset[str]]:
+) -> tuple[frozenset[str], frozenset[str], frozenset[str], int]:
     """The detector's word lists for ``languages``, built once (a detector is made per session)."""
     open_endings = words_for(OPEN_ENDINGS, languages)
     fillers = words_for(FILLERS, languages)
     digits = words_for(DIGITS, languages) - {"o", "oh", "u", "una"}
     longest = max(len(p.split()) for p in open_endings | fillers)
-    return open_endings, fillers, digits, longest, _READ_BACK_REPLIES
+    return open_endings, fillers, digits, longest
 
 
 # Whole turns that answer a read-back: not the start of a number or an address. Narrow on
