@@ -240,6 +240,10 @@ class Sender(Generic[T]):
         if self.closed:
             raise anyio.ClosedResourceError
         if channel.closed:
+            # A cancelled sender finds out it is cancelled first, as with anyio's
+            # streams: a reply task cut while it runs must not fail on the queue
+            # its cancelled reader has just closed.
+            await anyio.lowlevel.checkpoint_if_cancelled()
             raise anyio.BrokenResourceError
         if not channel._senders and len(channel._items) < channel._size:
             channel._items.append(item)
@@ -261,6 +265,7 @@ class Sender(Generic[T]):
                     channel._senders.remove(waiting)
             raise
         if not waiting.taken:
+            await anyio.lowlevel.checkpoint_if_cancelled()  # (as above)
             raise anyio.BrokenResourceError
 
     def close(self) -> None:

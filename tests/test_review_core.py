@@ -1,0 +1,83 @@
+"""Adversarial review of the session core (channel, pipeline, speaker): each test here
+reproduces a bug found by review, on asyncio and trio, asserting order and content."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.support import of_type
+from voicepipe import Pipeline
+from voicepipe.audio import AudioFormat
+from voicepipe.channel import Receiver, Sender
+from voicepipe.events import AudioChunk, ErrorEvent, Event, Interrupted
+from voicepipe.testing import assert_session_ok
+
+pytestmark = pytest.mark.anyio
+
+
+class GatedLLM:
+    """Streams ``pieces``; before the piece at ``gate_at`` it waits for ``gate``."""
+
+    def __init__(self, pieces: Sequence[str], gate_at: int) -> None:
+        self.pieces = list(pieces)
+        self.gate_at = gate_at
+        self.gate = anyio.Event()
+
+    async def stream(self, messages: Sequence[Any], **_: Any) -> AsyncIterator[str]:
+        for index, piece in enumerate(self.pieces):
+            if index == self.gate_at:
+                await self.gate.wait()
+            yield piece
+
+    async def complete_json(self, messages: Sequence[Any], schema: Any, **_: Any) -> Any:
+        raise NotImplementedError
+
+
+class StallingTTS:
+    """Each sentence's first chunk at once, then nothing until cancelled."""
+
+    output_format = AudioFormat(16000, 1)
+
+    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        yield bytes(640)
+        await anyio.sleep_forever()
+
+
+async def test_a_cut_while_the_next_sentence_is_being_queued_reports_no_error() -> None:
+    # The reply's producer has just read a sentence (ready to run) when the caller
+    # cuts in; the player, cancelled, closes the sentence queue before the producer
+    # runs. The producer's send then found the queue closed and raised
+    # BrokenResourceError without looking at its own cancellation (anyio's streams
+    # check first), and the reply reported it as an LLM failure after `interrupted`.
+    llm = GatedLLM(["One. ", "Two. ", "Three. "], gate_at=2)
+    pipeline = Pipeline(llm=llm, tts=StallingTTS())
+    events: list[Event] = []
+    async with pipeline.run_text(["hello"]) as stream:
+        async for event in stream:
+            events.append(event)
+            if isinstance(event, AudioChunk) and len(of_type(events, AudioChunk)) == 1:
+                await anyio.wait_all_tasks_blocked()  # "Two." queued, the LLM waits
+                llm.gate.set()  # the producer is about to queue "Three."
+                await pipeline.inject_turn("stop")
+    assert_session_ok(events)
+    assert of_type(events, Interrupted)
+    assert of_type(events, ErrorEvent) == []
+
+
+async def test_a_cancelled_send_finds_out_it_is_cancelled_before_that_the_receiver_left() -> None:
+    # anyio's streams check for cancellation before anything else; a cancelled
+    # task must not take a closed queue for a failure of its own work.
+    receiver: Receiver[int] = Receiver(math.inf)
+    sender = Sender(receiver)
+    receiver.close()
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await sender.send(1)
+    assert scope.cancelled_caught
+    with pytest.raises(anyio.BrokenResourceError):  # not cancelled: the receiver left
+        await sender.send(2)
