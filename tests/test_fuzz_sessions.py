@@ -225,6 +225,23 @@ FOUND = {
         event_buffer=2,
         read_delay=0.4,
     ),
+    # The caller says "bye" and the STT fails for good while the farewell plays: the
+    # fatal error set the finish reason to "error", then the farewell's reply,
+    # running on to its end (its emits find room, so no checkpoint), set it back to
+    # its own "goodbye" (rule 7). Fixed (pipeline.py): a fatal error's reason stands.
+    "farewell-reason-over-a-fatal-error": Timeline(
+        audio=(("over", 20), ("over", 20)),
+        turns=("bye",),
+        over_delay_ms=1000,
+        farewell="Goodbye now. Take care.",
+        stt_silence_ms=100,
+        stt_fail_at_chunk=206,
+        llm_replies=("",),
+        filler=False,
+        tts_chunk_ms=20,
+        realtime_lead=0.0,
+        event_buffer=2,
+    ),
 }
 
 

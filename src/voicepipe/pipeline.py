@@ -440,7 +440,8 @@ class Pipeline:
             await self._fatal(session, fatal.stage, fatal.message)
             return True
         if reply is not None and reply.end_session:
-            session.finish_reason = reply.finish_reason
+            if not session.failed:  # a fatal error meanwhile (the STT's) keeps its reason
+                session.finish_reason = reply.finish_reason
             return True
         return False
 
