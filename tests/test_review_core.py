@@ -81,3 +81,56 @@ async def test_a_cancelled_send_finds_out_it_is_cancelled_before_that_the_receiv
     assert scope.cancelled_caught
     with pytest.raises(anyio.BrokenResourceError):  # not cancelled: the receiver left
         await sender.send(2)
+
+
+class HeldStream:
+    """A reply stream that is not an async generator (no finalizer closes it): its
+    ``pieces`` at once, then nothing until closed."""
+
+    def __init__(self, pieces: Sequence[str]) -> None:
+        self.pieces = list(pieces)
+        self.closed = False
+
+    def __aiter__(self) -> HeldStream:
+        return self
+
+    async def __anext__(self) -> str:
+        if self.pieces:
+            return self.pieces.pop(0)
+        await anyio.sleep_forever()
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class HeldLLM:
+    def __init__(self, pieces: Sequence[str]) -> None:
+        self.pieces = pieces
+        self.streams: list[HeldStream] = []
+
+    def stream(self, messages: Sequence[Any], **_: Any) -> HeldStream:
+        self.streams.append(HeldStream(self.pieces))
+        return self.streams[-1]
+
+    async def complete_json(self, messages: Sequence[Any], schema: Any, **_: Any) -> Any:
+        raise NotImplementedError
+
+
+async def test_a_cut_while_the_read_ahead_sentences_wait_for_room_closes_the_llm_stream() -> None:
+    # The first piece of the reply holds four sentences: the player takes the first,
+    # the producer queues the next ones, and waits for room with the third before it
+    # has taken over the stream. A cut then cancelled it there and nobody closed the
+    # LLM's stream (its HTTP response, for a real provider).
+    llm = HeldLLM(["One. Two. Three. Four. "])
+    pipeline = Pipeline(llm=llm, tts=StallingTTS())
+    events: list[Event] = []
+    async with pipeline.run_text(["hello"]) as stream:
+        async for event in stream:
+            events.append(event)
+            if isinstance(event, AudioChunk) and len(of_type(events, AudioChunk)) == 1:
+                await anyio.wait_all_tasks_blocked()
+                await pipeline.inject_turn("stop")
+    assert_session_ok(events)
+    assert of_type(events, Interrupted)
+    assert [s.closed for s in llm.streams] == [True]

@@ -235,8 +235,13 @@ class Speaker:
             tg.start_soon(self._synthesize, tts, piece.strip(), Sender(audio), state)
 
         async with sentences:
-            for piece in reading.pieces:
-                await queue(piece)
+            try:
+                for piece in reading.pieces:
+                    await queue(piece)
+            except BaseException:  # (a cut while one waits for room: the stream is ours)
+                if not reading.ended and reading.stream is not None:
+                    await aclose(reading.stream)
+                raise
             if reading.ended or reading.stream is None:
                 return
             splitter = reading.splitter
