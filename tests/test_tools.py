@@ -161,6 +161,7 @@ async def test_sync_tools_run_in_a_worker_thread() -> None:
 
     assert (await tool(where).run({})).content == "here"
     assert threads and threads[0] is not threading.main_thread()
+    assert threads[0].daemon  # one left running never holds the process at exit
 
 
 def test_load_tools_from_a_module_attribute() -> None:
@@ -241,3 +242,65 @@ async def test_fake_llm_refuses_a_scripted_call_without_tools() -> None:
     llm = FakeLLM([ToolCall("a")])
     with pytest.raises(ProviderError, match="got no tools="):
         _ = [item async for item in llm.stream([])]
+
+
+HANGING_TOOL = """
+import sys, threading, anyio
+from voicepipe.tools import tool
+def lookup() -> str:
+    \"\"\"Never returns.\"\"\"
+    threading.Event().wait()
+    return ""
+async def main() -> None:
+    print((await tool(lookup).run({}, time_limit=0.01)).content, flush=True)
+anyio.run(main, backend=sys.argv[1])
+print("exiting", flush=True)
+"""
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_sync_tool_that_never_returns_does_not_keep_the_process_from_exiting(
+    backend: str,
+) -> None:
+    # On asyncio anyio's worker threads are not daemons: the abandoned call kept the
+    # interpreter waiting for it at exit, forever (a server that never shut down).
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", HANGING_TOOL, backend],
+        capture_output=True,
+        text=True,
+        timeout=120,  # (a guard: the bug is a process that never exits)
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["lookup timed out after 0.01 s", "exiting"]
+
+
+@pytest.mark.anyio
+async def test_a_sync_tool_stuck_past_its_time_limit_is_not_called_again_beyond_a_bound() -> None:
+    from voicepipe.tools import MAX_ABANDONED
+
+    release = threading.Event()
+    calls: list[int] = []
+
+    def lookup() -> str:
+        """Hangs until released."""
+        calls.append(1)
+        release.wait()
+        return "found"
+
+    stuck = tool(lookup)
+    results = [await stuck.run({}, time_limit=0.01) for _ in range(MAX_ABANDONED + 1)]
+    assert [r.content for r in results] == ["lookup timed out after 0.01 s"] * MAX_ABANDONED + [
+        f"lookup was not called: {MAX_ABANDONED} earlier calls are still running past "
+        "their time limit"
+    ]
+    assert len(calls) == MAX_ABANDONED  # the last one never ran
+    release.set()  # the stuck calls end: the tool is called again
+    for thread in threading.enumerate():
+        if thread.name == "voicepipe tool lookup":
+            await anyio.to_thread.run_sync(thread.join)
+    result = await stuck.run({}, time_limit=60)
+    assert (result.ok, result.content) == (True, "found")

@@ -5,8 +5,9 @@ its docstring as the description, and a JSON schema of its arguments built
 from the type hints by pydantic. :meth:`Tool.run` validates the model's
 arguments before the function runs and turns every failure (bad arguments,
 an exception, a timeout) into an error :class:`ToolResult` for the model,
-never a traceback for the caller's ears. Sync functions run in a worker
-thread (``anyio.to_thread``), so a slow lookup does not stall the session.
+never a traceback for the caller's ears. Sync functions run in a daemon
+thread of their own, so a slow lookup does not stall the session, and one
+that never returns does not keep the process from exiting.
 
 ::
 
@@ -22,17 +23,23 @@ The call loop (model → calls → results → model) lives in
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import importlib
 import inspect
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, get_type_hints, overload
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
+import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic_core import to_json
 
@@ -53,6 +60,10 @@ log = logging.getLogger("voicepipe.tools")
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_DESCRIPTION = 1024
+MAX_ABANDONED = 2
+"""Calls of one sync :class:`Tool` that may still be running in their threads past their
+time limit (threads cannot be stopped); beyond that the tool is not called again until
+one of them ends, and the call is an error result that says so."""
 
 
 class ToolsNotSupportedError(TypeError):
@@ -74,7 +85,7 @@ class Tool:
     arguments; ``spec`` is what goes to the LLM.
     """
 
-    __slots__ = ("_model", "description", "fn", "name", "parameters")
+    __slots__ = ("_abandoned", "_model", "description", "fn", "name", "parameters")
 
     def __init__(
         self,
@@ -99,6 +110,7 @@ class Tool:
             raise TypeError(f"tool {self.name}: cannot describe its arguments: {exc}") from exc
         schema.pop("title", None)
         self.parameters: dict[str, Any] = schema
+        self._abandoned: list[threading.Thread] = []  # sync calls left running past their limit
 
     def __repr__(self) -> str:
         return f"Tool({self.name!r})"
@@ -133,27 +145,70 @@ class Tool:
 
         Never raises (but for cancellation): bad arguments, an exception and
         running past ``time_limit`` seconds are error results. A sync function
-        past its time limit is abandoned in its worker thread (threads cannot be
-        stopped) and finishes there unobserved.
+        past its time limit is abandoned in its daemon thread (threads cannot be
+        stopped) and finishes there unobserved; while :data:`MAX_ABANDONED` of
+        its calls are left running so, it is not called again.
         """
         try:
             kwargs = self.validate(arguments)
         except ValueError as exc:
             return ToolResult(False, str(exc))
+        is_async = _is_async(self.fn)
+        if not is_async and self._abandoned:
+            self._abandoned = [thread for thread in self._abandoned if thread.is_alive()]
+            if len(self._abandoned) >= MAX_ABANDONED:
+                return ToolResult(
+                    False,
+                    f"{self.name} was not called: {len(self._abandoned)} earlier calls are "
+                    "still running past their time limit",
+                )
         value: Any = None
         with anyio.move_on_after(time_limit) as scope:
             try:
-                if _is_async(self.fn):
+                if is_async:
                     value = await self.fn(**kwargs)
                 else:
-                    call = functools.partial(self.fn, **kwargs)
-                    value = await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+                    value = await self._run_sync(functools.partial(self.fn, **kwargs))
             except Exception as exc:
                 log.warning("tool %s raised %s: %s", self.name, type(exc).__name__, exc)
                 return ToolResult(False, f"{type(exc).__name__}: {exc}")
         if scope.cancelled_caught:
             return ToolResult(False, f"{self.name} timed out after {time_limit:g} s")
         return ToolResult(True, _content(value))
+
+    async def _run_sync(self, call: Callable[[], Any]) -> Any:
+        """``call()`` in a daemon thread of its own, abandoned (left to run) if cancelled.
+
+        Not anyio's worker threads: on asyncio they are not daemons, so a call
+        that never returns would keep the interpreter from exiting. As many run
+        at once as anyio's default thread limiter lets through.
+        """
+        token = anyio.lowlevel.current_token()
+        done = anyio.Event()
+        outcome: list[tuple[bool, Any]] = []
+        context = contextvars.copy_context()
+
+        def work() -> None:
+            try:
+                outcome.append((True, context.run(call)))
+            except BaseException as exc:
+                outcome.append((False, exc))
+            with contextlib.suppress(RuntimeError):  # the event loop has ended: nobody waits
+                anyio.from_thread.run_sync(done.set, token=token)
+
+        async with anyio.to_thread.current_default_thread_limiter():
+            thread = threading.Thread(target=work, name=f"voicepipe tool {self.name}", daemon=True)
+            thread.start()
+            try:
+                await done.wait()
+            except BaseException:
+                if thread.is_alive():
+                    self._abandoned.append(thread)
+                raise
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value
 
 
 @overload
