@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
@@ -29,6 +30,7 @@ from typing import Any, TypeVar, overload
 import anyio
 from hypothesis import strategies as st
 
+from tests import virtual_time
 from tests.support import FORMAT, silence, tone
 from tests.tool_support import assert_valid_history
 from voicepipe import (
@@ -48,6 +50,7 @@ from voicepipe.providers.base import Emit, ToolCall, ToolSpec
 from voicepipe.providers.fake import FakeLLM, FakeSTT, FakeTTS
 from voicepipe.streams import closing
 from voicepipe.testing import Violation, check_session
+from voicepipe.tools import Tool, ToolResult
 
 T = TypeVar("T")
 CHUNK_MS = 20
@@ -56,9 +59,12 @@ OVER_WAIT_MS = 3000  # how long a caller who talks over the reply waits for it t
 
 SENTENCES = ["Sure.", "I can help with that.", "Let me see", " what we have.", "Okay!", "Hmm?"]
 BACKCHANNELS = ("uh-huh", "yeah", "mm-hmm", "okay", "sí")
-TOOLS = ("answer", "slow", "hang", "boom", "nope", "bad", "end_call")
+TOOLS = ("answer", "slow", "hang", "boom", "nope", "bad", "end_call", "lookup", "stuck")
 """What a scripted tool call does: answers, sleeps ``tool_slow`` s, never returns (its
-timeout ends it), raises, names no tool, has bad arguments, or ends the call."""
+timeout ends it), raises, names no tool, has bad arguments, ends the call, answers from
+a sync function (a thread), or blocks in a sync function for the rest of the session
+(its timeout abandons the thread; after ``voicepipe.tools.MAX_ABANDONED`` such calls
+the tool is refused at once)."""
 
 LLMReply = str | tuple[str, ...]
 """A scripted model reply: text, or a round of tool calls (names from TOOLS) with
@@ -118,7 +124,7 @@ def _script(reply: LLMReply, timeline: Timeline) -> list[str | ToolCall]:
             parts.append(name[4:])
             continue
         call_id = f"call_{index}" if timeline.fixed_tool_ids else ""
-        arguments: dict[str, Any] = {"city": "Paris"} if name == "answer" else {}
+        arguments: dict[str, Any] = {"city": "Paris"} if name in ("answer", "lookup") else {}
         if name == "bad":
             name, arguments = "answer", {"town": 3}
         parts.append(ToolCall(name, arguments, id=call_id))
@@ -241,8 +247,31 @@ class FailingSTT(FakeSTT):
             await super().transcribe(chunks, format, emit)
 
 
-def make_tools(timeline: Timeline) -> list[Callable[..., Any]]:
-    """The tools a tool timeline's model can call (all async: no worker threads)."""
+class ThreadedTool(Tool):
+    """A sync tool that returns at once: the virtual clock waits for its thread (real
+    time it cannot see) instead of jumping to the tool's timeout."""
+
+    __slots__ = ()
+
+    async def run(
+        self, arguments: Mapping[str, Any] | str, *, time_limit: float | None = None
+    ) -> ToolResult:
+        async with virtual_time.real_work():
+            return await super().run(arguments, time_limit=time_limit)
+
+
+def make_tools(timeline: Timeline, release: threading.Event) -> list[Callable[..., Any] | Tool]:
+    """The tools a tool timeline's model can call; the sync ``stuck`` blocks until
+    ``release`` (set once the session is over), so its abandoned threads end then."""
+
+    def lookup(city: str) -> str:
+        """Today's weather in a city, from a blocking client."""
+        return f"cloudy in {city}"
+
+    def stuck() -> str:
+        """A blocking lookup that never returns."""
+        release.wait()
+        return "too late"
 
     async def answer(city: str) -> str:
         """Today's weather in a city."""
@@ -262,7 +291,7 @@ def make_tools(timeline: Timeline) -> list[Callable[..., Any]]:
         """A lookup that breaks."""
         raise RuntimeError("the lookup broke")
 
-    return [answer, slow, hang, boom]
+    return [answer, slow, hang, boom, ThreadedTool(lookup), stuck]
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,13 +485,14 @@ async def run_checked(
 async def run_timeline(timeline: Timeline) -> Outcome:
     """Run ``timeline`` through a real Pipeline; check the events and the fakes' records."""
     faults = Faults()
+    release = threading.Event()
     stt = FailingSTT(timeline, faults)
     llm = ScriptedLLM(timeline, faults)
     tts = DroppingTTS(timeline, faults)
     inner = ConversationPolicy(
         greeting=timeline.greeting,
         farewell=timeline.farewell,
-        tools=make_tools(timeline) if timeline.tools else (),
+        tools=make_tools(timeline, release) if timeline.tools else (),
         max_tool_rounds=timeline.max_tool_rounds,
         tool_timeout=timeline.tool_timeout,
         filler="One moment." if timeline.filler else None,
@@ -488,14 +518,21 @@ async def run_timeline(timeline: Timeline) -> Outcome:
         over_wait_ms=timeline.over_wait_ms,
     )
     outcome = Outcome()
-    _, hung = await run_checked(
-        lambda: pipeline.run(audio),
-        outcome,
-        leave_at_event=timeline.leave_at_event,
-        read_delay=timeline.read_delay,
-        cancel_at=timeline.cancel_at,
-        on_event=caller.heard,
-    )
+    try:
+        _, hung = await run_checked(
+            lambda: pipeline.run(audio),
+            outcome,
+            leave_at_event=timeline.leave_at_event,
+            read_delay=timeline.read_delay,
+            cancel_at=timeline.cancel_at,
+            on_event=caller.heard,
+        )
+    finally:
+        release.set()  # the `stuck` tool's abandoned threads end (none is left running)
+        async with virtual_time.real_work():
+            for thread in threading.enumerate():
+                if thread.name == "voicepipe tool stuck":
+                    await anyio.to_thread.run_sync(thread.join)
     if hung and timeline.hang_up and timeline.cancel_at is None:
         outcome.violations.append(
             Violation("session-ends", f"the session was still running after {HANG_LIMIT} s")

@@ -96,6 +96,33 @@ def test_random_timelines_keep_the_contract_in_real_time(backend: str, timeline:
     check(short, backend, virtual=False)
 
 
+# Sync tools, which the generator rarely calls three times in one session: a sync
+# answer, a sync call stuck past its timeout beside it, and a model that calls the stuck
+# one again and again (the third call in a round is refused at once: MAX_ABANDONED).
+SYNC_TOOLS = {
+    "sync-answer-beside-a-stuck-call": Timeline(
+        audio=(("speech", 100), ("silence", 400), ("speech", 100)),
+        llm_replies=(("lookup", "stuck"), "Sure."),
+        tools=True,
+        tool_timeout=0.2,
+    ),
+    "stuck-called-round-after-round": Timeline(
+        audio=(("speech", 100), ("silence", 2000), ("speech", 100)),
+        llm_replies=(("say:Let me see", "stuck", "stuck", "stuck"), "Okay!"),
+        tools=True,
+        tool_timeout=0.2,
+        max_tool_rounds=2,
+        realtime_lead=0.1,
+    ),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", sorted(SYNC_TOOLS))
+def test_sync_tools_keep_the_contract(backend: str, name: str) -> None:
+    check(SYNC_TOOLS[name], backend)
+
+
 # -- timelines the fuzzer broke, shrunk, kept -------------------------------------
 
 FOUND = {
