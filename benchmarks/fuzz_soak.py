@@ -1,7 +1,8 @@
 """A long soak of the session-contract fuzzer: ``make fuzz``.
 
 Runs ``--timelines`` generated timelines of each kind (conversations, with
-tools, form calls) per backend through a real Pipeline on virtual time (see
+tools, form calls, and form calls on PostgreSQL when VOICEPIPE_TEST_POSTGRES_DSN
+is set) per backend through a real Pipeline on virtual time (see
 tests/fuzz_sessions.py and tests/fuzz_forms.py), checks each with
 voicepipe.testing and the fuzzer's own checks, and prints timelines per
 second, the checks made and what the sessions exercised. A broken invariant
@@ -11,6 +12,8 @@ stops the run with hypothesis's shrunk, minimal timeline.
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import sys
 import time
 from collections import Counter
@@ -33,11 +36,14 @@ from voicepipe.testing import RULES
 # rule 10, no task left, the call ends, rule 11, values said, then for the second
 # call the contract, rule 10, no task left, the call ends and it resumes.
 EXTRA_CHECKS = {"conversations": 4, "tools": 5, "forms": 5 + len(RULES) + 4}
+EXTRA_CHECKS["forms-postgres"] = EXTRA_CHECKS["forms"]
 
 KINDS: dict[str, tuple[st.SearchStrategy[Any], Callable[[Any], Awaitable[Outcome]]]] = {
     "conversations": (timelines(tools=False), run_timeline),
     "tools": (timelines(tools=True), run_timeline),
     "forms": (form_timelines(), run_form_timeline),
+    # With VOICEPIPE_TEST_POSTGRES_DSN set (source .ci/postgres.sh); asyncio only (asyncpg).
+    "forms-postgres": (form_timelines(), functools.partial(run_form_timeline, store="postgres")),
 }
 
 
@@ -100,8 +106,14 @@ def main() -> None:
     import logging
 
     logging.disable(logging.CRITICAL)  # the fuzzer's failures are expected and logged
+    postgres = bool(os.environ.get("VOICEPIPE_TEST_POSTGRES_DSN"))
     for kind in args.kind or list(KINDS):
+        if kind == "forms-postgres" and not postgres:
+            print("forms-postgres: skipped, VOICEPIPE_TEST_POSTGRES_DSN is not set", flush=True)
+            continue
         for backend in args.backend or ["asyncio", "trio"]:
+            if kind == "forms-postgres" and backend != "asyncio":
+                continue  # asyncpg is asyncio only
             soak(kind, backend, args.timelines, args.seed)
 
 

@@ -1,4 +1,5 @@
-"""Random form-filling sessions for the contract fuzzer: FormPolicy on a SQLite store.
+"""Random form-filling sessions for the contract fuzzer: FormPolicy on a SQLite store
+(or PostgreSQL, with ``VOICEPIPE_TEST_POSTGRES_DSN`` set: asyncio only, asyncpg).
 
 A :class:`FormTimeline` is a caller filling in a small form by voice: the
 answers the (fake) STT hears, burst by burst (good answers, garbage, commands,
@@ -8,7 +9,8 @@ extract a value (an honest "not an answer", a value nobody said, broken
 JSON), and how the session ends (the form done, the caller hanging up,
 leaving at an event, cancelling). :func:`run_form_timeline` runs it through
 a real Pipeline with a :class:`~voicepipe.policies.form.FormPolicy` on an
-SQLite file, then opens the session again in a second call, and checks:
+SQLite file (or a fresh PostgreSQL schema, dropped after), then opens the
+session again in a second call, and checks:
 
 * the session contract (``voicepipe.testing``), rule 10 and no task left;
 * rule 11: every ``form_progress`` is emitted after its answer's commit (the
@@ -29,7 +31,9 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +52,7 @@ from tests.fuzz_sessions import (
 )
 from tests.support import FORMAT
 from voicepipe import AssistantDelta, Event, Finish, FormProgress, Pipeline
-from voicepipe.forms import Field, FieldType, Form, SQLiteFormStore
+from voicepipe.forms import Field, FieldType, Form, FormStore, SQLiteFormStore
 from voicepipe.forms.store import Answer, Attempt, SessionRecord
 from voicepipe.policies.form import FormPolicy
 from voicepipe.providers.fake import FakeLLM, FakeSTT, FakeTTS
@@ -143,7 +147,7 @@ class LoggedStore:
     """A store whose answer commits go into the shared ``log`` as they return, each
     call holding the virtual clock still while its worker thread runs."""
 
-    def __init__(self, inner: SQLiteFormStore, log: list[Any]) -> None:
+    def __init__(self, inner: FormStore, log: list[Any]) -> None:
         self.inner = inner
         self.log = log
 
@@ -325,9 +329,9 @@ def _answering(caller: Caller) -> Iterator[str]:
 
 
 async def _call(
-    timeline: FormTimeline, path: Path, log: list[Any], *, second: bool
+    timeline: FormTimeline, open_store: Callable[[], FormStore], log: list[Any], *, second: bool
 ) -> tuple[Outcome, tuple[SessionRecord | None, list[Attempt]]]:
-    store = LoggedStore(SQLiteFormStore(path, lease_seconds=60), log)
+    store = LoggedStore(open_store(), log)
     policy = FormPolicy(FORM, store=store, session_id=SESSION, max_attempts=timeline.max_attempts)
     caller = Caller()
     stt = FakeSTT(_answering(caller) if second else timeline.turns, silence_ms=300)
@@ -375,13 +379,41 @@ async def _call(
         await store.aclose()
 
 
-async def run_form_timeline(timeline: FormTimeline) -> FormOutcome:
-    """Run the form call of ``timeline``, then a second call of the same session."""
+@asynccontextmanager
+async def _stores(kind: str) -> AsyncIterator[Callable[[], FormStore]]:
+    """Opens stores on one fresh database: an SQLite file, or a PostgreSQL schema."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="voicepipe-fuzz-", dir=_RAM) as directory:
+            path = Path(directory) / "forms.db"
+            yield lambda: SQLiteFormStore(path, lease_seconds=60)
+        return
+    import asyncpg
+
+    from voicepipe.forms import PostgresFormStore
+
+    dsn = os.environ.get("VOICEPIPE_TEST_POSTGRES_DSN")
+    assert dsn, "set VOICEPIPE_TEST_POSTGRES_DSN (source .ci/postgres.sh) for PostgreSQL"
+    schema = f"vp_fuzz_{uuid.uuid4().hex[:12]}"
+    try:
+        yield lambda: PostgresFormStore(
+            dsn, schema=schema, lease_seconds=60, min_size=1, max_size=2
+        )
+    finally:
+        async with virtual_time.real_work():
+            conn = await asyncpg.connect(dsn)
+            try:
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            finally:
+                await conn.close()
+
+
+async def run_form_timeline(timeline: FormTimeline, *, store: str = "sqlite") -> FormOutcome:
+    """Run the form call of ``timeline``, then a second call of the same session, on a
+    fresh ``store`` (``"sqlite"`` or ``"postgres"``)."""
     outcome = FormOutcome()
-    with tempfile.TemporaryDirectory(prefix="voicepipe-fuzz-", dir=_RAM) as directory:
-        path = Path(directory) / "forms.db"
+    async with _stores(store) as open_store:
         log: list[Any] = []
-        first, (record, attempts) = await _call(timeline, path, log, second=False)
+        first, (record, attempts) = await _call(timeline, open_store, log, second=False)
         outcome.events, outcome.complete = first.events, first.complete
         outcome.violations += first.violations
         outcome.violations += _rule_11(first.events, log, first.complete)
@@ -392,7 +424,7 @@ async def run_form_timeline(timeline: FormTimeline) -> FormOutcome:
             if attempt.accepted and attempt.reason == "confirmed":
                 said.setdefault(attempt.field, []).append(attempt.value)
         outcome.violations += _values_said(before, progress, said)
-        second, (after, _) = await _call(timeline, path, [], second=True)
+        second, (after, _) = await _call(timeline, open_store, [], second=True)
         outcome.second = second
         outcome.violations += [
             Violation(v.rule, "second call: " + v.message, v.at) for v in second.violations

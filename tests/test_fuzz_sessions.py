@@ -4,8 +4,9 @@ and by what only a run can show (leaving early never raises, no task left, a rep
 whole, form answers stored before they are announced and as they were said).
 
 Three generators: conversations (barge-in with real turns, backchannels and coughs),
-conversations whose model calls tools, and form calls on a SQLite store with a second
-call that resumes. CI runs a bounded, seeded number of examples; ``make fuzz`` runs the
+conversations whose model calls tools (async and sync), and form calls on a SQLite
+store (and PostgreSQL when VOICEPIPE_TEST_POSTGRES_DSN is set) with a second call that
+resumes. CI runs a bounded, seeded number of examples; ``make fuzz`` runs the
 long soak (benchmarks/fuzz_soak.py). Timelines the fuzzer once broke are kept below as
 regression tests, in their shrunk form.
 """
@@ -18,19 +19,22 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 
 from tests import virtual_time
+from tests.forms_support import SKIP_NO_POSTGRES
 from tests.fuzz_forms import FormTimeline, form_timelines, run_form_timeline
 from tests.fuzz_sessions import Outcome, Timeline, run_timeline, timelines
 
 BACKENDS = ["asyncio", "trio"]
 
 
-def check(timeline: Timeline | FormTimeline, backend: str, *, virtual: bool = True) -> None:
+def check(
+    timeline: Timeline | FormTimeline, backend: str, *, virtual: bool = True, store: str = "sqlite"
+) -> None:
     run: Callable[[], Awaitable[Outcome]]
     if isinstance(timeline, FormTimeline):
         form = timeline
 
         async def run() -> Outcome:
-            return await run_form_timeline(form)
+            return await run_form_timeline(form, store=store)
     else:
         conversation = timeline
 
@@ -70,6 +74,15 @@ def test_random_tool_timelines_keep_the_contract(backend: str, timeline: Timelin
 @given(timeline=form_timelines())
 def test_random_form_calls_keep_the_contract(backend: str, timeline: FormTimeline) -> None:
     check(timeline, backend)
+
+
+@SKIP_NO_POSTGRES
+@pytest.mark.postgres
+@seed(19)
+@settings(SETTINGS, max_examples=8)
+@given(timeline=form_timelines())
+def test_random_form_calls_keep_the_contract_on_postgres(timeline: FormTimeline) -> None:
+    check(timeline, "asyncio", store="postgres")  # (asyncpg: asyncio only)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
