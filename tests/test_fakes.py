@@ -139,6 +139,24 @@ async def test_fake_llm_keeps_only_its_last_calls() -> None:
         FakeLLM(keep_calls=-1)
 
 
+async def test_fake_tts_keeps_only_its_last_texts() -> None:
+    tts = FakeTTS(keep_texts=2)  # a long-lived fake (a soak, a server) must not grow
+    for text in ["one", "two", "three"]:
+        _ = [c async for c in tts.synthesize(text)]
+    assert tts.texts == ["two", "three"]
+    assert tts.n_texts == 3
+    default = FakeTTS(chunk_ms=1000, ms_per_char=1)
+    for _ in range(1001):
+        _ = [c async for c in default.synthesize("hi")]
+    assert len(default.texts) == 1000
+    everything = FakeTTS(keep_texts=None, chunk_ms=1000, ms_per_char=1)
+    for _ in range(1001):
+        _ = [c async for c in everything.synthesize("hi")]
+    assert len(everything.texts) == 1001
+    with pytest.raises(ValueError, match="keep_texts"):
+        FakeTTS(keep_texts=-1)
+
+
 class Answer(BaseModel):
     value: int
 

@@ -319,6 +319,8 @@ class FakeTTS:
 
     The first chunk comes after ``ttfb`` seconds, then one ``chunk_ms`` chunk
     every ``chunk_delay`` seconds. A text in ``fail_on`` raises ProviderError.
+    :attr:`texts` holds the last ``keep_texts`` texts synthesized (None keeps
+    all); :attr:`n_texts` counts them all.
     """
 
     def __init__(
@@ -330,7 +332,12 @@ class FakeTTS:
         chunk_ms: int = 100,
         chunk_delay: float = 0.0,
         fail_on: Iterable[str] = (),
+        keep_texts: int | None = 1000,
     ) -> None:
+        if keep_texts is not None and keep_texts < 0:
+            raise ValueError("keep_texts must be >= 0, or None to keep every text")
+        self.keep_texts = keep_texts
+        self.n_texts = 0
         self._format = AudioFormat(sample_rate, 1)
         self.ttfb = ttfb
         self.ms_per_char = ms_per_char
@@ -355,7 +362,10 @@ class FakeTTS:
         return [m.start() * self.ms_per_char / 1000 for m in re.finditer(r"\S+", text)]
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        self.n_texts += 1
         self.texts.append(text)
+        if self.keep_texts is not None and len(self.texts) > self.keep_texts:
+            del self.texts[: len(self.texts) - self.keep_texts]
         self.open_streams += 1
         try:
             await anyio.sleep(self.ttfb)
