@@ -14,7 +14,10 @@ Run: ``python benchmarks/run.py`` (``--quick`` for a fast smoke run,
 3 at those sizes, for A/B runs; ``--gc frozen`` calls ``gc.freeze()`` after
 start-up and ``--gc-threshold 20000`` raises the collector's generation-0
 threshold (``20000,10,10`` sets all three), as ``voicepipe serve`` does (its
-``VOICEPIPE_GC_THRESHOLD``, 20000 by default). Figures depend on the machine;
+``VOICEPIPE_GC_THRESHOLD``, 20000 by default). ``--gc-detail`` prints the
+collector's collections and pauses per generation (wall clock and CPU time,
+and the cyclic garbage found); ``--gc-objects`` also counts the objects each
+collection examined (slower: not for lag figures). Figures depend on the machine;
 compare runs on the same one, and on a shared machine compare the CPU per
 chunk, not the lag.
 
@@ -161,8 +164,7 @@ class SessionRun:
     answered: int  # sessions that got reply audio
     cpu: float  # process CPU seconds, all in (set-up, chunks, replies, GC)
     chunks: int  # chunks pulled, all sessions together
-    gc_max: float  # the longest garbage-collector pause (s)
-    gc_full: int  # full collections during the run
+    gc: GCPauses  # the garbage collector's collections and pauses
 
     @property
     def us_per_chunk(self) -> float:
@@ -173,24 +175,83 @@ class SessionRun:
         return self.p99_lag < 0.020 and self.answered == self.sessions
 
 
-class _GCPauses:
-    """The garbage collector's pauses, from ``gc.callbacks``."""
+class GCPauses:
+    """The garbage collector's collections and pauses per generation, from ``gc.callbacks``.
 
-    def __init__(self) -> None:
-        self.longest = 0.0
-        self.full = 0  # collections of the oldest generation (they walk every object)
-        self._started = 0.0
+    A collection of generation ``g`` examines the objects of generations 0..g
+    (``examined``, counted only with ``count_objects``: the count itself walks
+    the collector's lists, outside the timed pause). ``cpu`` is the pause in
+    CPU time, which a loaded machine does not stretch as it does the wall clock.
+    """
+
+    def __init__(self, *, count_objects: bool = False) -> None:
+        self.count_objects = count_objects
+        self.collections = [0, 0, 0]
+        self.wall = [0.0, 0.0, 0.0]  # total pause per generation (s)
+        self.longest = [0.0, 0.0, 0.0]
+        self.cpu = [0.0, 0.0, 0.0]
+        self.longest_cpu = [0.0, 0.0, 0.0]
+        self.collected = [0, 0, 0]  # unreachable objects found (cyclic garbage)
+        self.examined = [0, 0, 0]
+        self.most_examined = [0, 0, 0]
+        self._started = self._cpu = 0.0
+
+    @property
+    def full(self) -> int:
+        """Collections of the oldest generation (they walk every object)."""
+        return self.collections[2]
+
+    @property
+    def longest_pause(self) -> float:
+        return max(self.longest)
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
+        generation = info["generation"]
         if phase == "start":
-            self._started = time.perf_counter()
-        else:
-            self.longest = max(self.longest, time.perf_counter() - self._started)
-            self.full += info["generation"] == 2
+            if self.count_objects:
+                size = sum(len(gc.get_objects(g)) for g in range(generation + 1))
+                self.examined[generation] += size
+                self.most_examined[generation] = max(self.most_examined[generation], size)
+            self._started, self._cpu = time.perf_counter(), time.thread_time()
+            return
+        wall = time.perf_counter() - self._started
+        cpu = time.thread_time() - self._cpu
+        self.collections[generation] += 1
+        self.wall[generation] += wall
+        self.cpu[generation] += cpu
+        self.longest[generation] = max(self.longest[generation], wall)
+        self.longest_cpu[generation] = max(self.longest_cpu[generation], cpu)
+        self.collected[generation] += info["collected"]
+
+    def report(self) -> str:
+        """One line per generation that was collected."""
+        lines = []
+        for g in range(3):
+            n = self.collections[g]
+            if not n:
+                continue
+            examined = (
+                f", examined {self.examined[g] / n:,.0f} objects on average "
+                f"({self.most_examined[g]:,} at most)"
+                if self.count_objects
+                else ""
+            )
+            lines.append(
+                f"      GC generation {g}: {n} collections, pauses {self.wall[g] * 1000:.1f} ms "
+                f"in all, longest {self.longest[g] * 1000:.1f} ms (CPU "
+                f"{self.cpu[g] * 1000:.1f} ms in all, longest {self.longest_cpu[g] * 1000:.1f} "
+                f"ms), collected {self.collected[g]} objects{examined}"
+            )
+        return "\n".join(lines) or "      GC: no collections"
 
 
 async def concurrent_sessions(
-    n: int, seconds: float = 4.5, chunk_ms: int = CHUNK_MS, *, burst: bool = False
+    n: int,
+    seconds: float = 4.5,
+    chunk_ms: int = CHUNK_MS,
+    *,
+    burst: bool = False,
+    count_objects: bool = False,
 ) -> SessionRun:
     """N real-time sessions in this process; each speaks once and is answered.
 
@@ -233,7 +294,7 @@ async def concurrent_sessions(
                 heard = heard or isinstance(event, AudioChunk)
         answered += heard
 
-    pauses = _GCPauses()
+    pauses = GCPauses(count_objects=count_objects)
     gc.callbacks.append(pauses)
     cpu = time.process_time()
     try:
@@ -243,27 +304,39 @@ async def concurrent_sessions(
     finally:
         cpu = time.process_time() - cpu
         gc.callbacks.remove(pauses)
-    return SessionRun(
-        n, percentile(lags, 99), answered, cpu, len(lags), pauses.longest, pauses.full
-    )
+    return SessionRun(n, percentile(lags, 99), answered, cpu, len(lags), pauses)
 
 
 async def session_ramp(
-    counts: Sequence[int], seconds: float, chunk_ms: int, *, burst: bool = False
+    counts: Sequence[int],
+    seconds: float,
+    chunk_ms: int,
+    *,
+    burst: bool = False,
+    gc_detail: bool = False,
+    count_objects: bool = False,
 ) -> SessionRun | None:
     """Raise N until p99 lag passes 20 ms or a session goes unanswered; the last good run."""
     best = None
     for count in counts:
         gc.collect()
-        run = await concurrent_sessions(count, seconds, chunk_ms, burst=burst)
+        run = await concurrent_sessions(
+            count,
+            seconds,
+            chunk_ms,
+            burst=burst,
+            count_objects=count_objects,
+        )
         best = run if run.ok else best
         print(
             f"   {count:5d} sessions, {chunk_ms} ms chunks{', burst' if burst else ''}: "
             f"p99 input lag {run.p99_lag * 1000:7.1f} ms, answered {run.answered}/{count}, "
             f"CPU {run.us_per_chunk:5.1f} µs per chunk all in, "
-            f"GC: {run.gc_full} full, longest pause {run.gc_max * 1000:5.1f} ms "
+            f"GC: {run.gc.full} full, longest pause {run.gc.longest_pause * 1000:5.1f} ms "
             f"{'ok' if run.ok else '(over)'}"
         )
+        if gc_detail:
+            print(run.gc.report())
         if not run.ok:
             break
     return best
@@ -305,7 +378,14 @@ async def main(args: argparse.Namespace) -> None:
     if args.sessions:
         for count in args.sessions:
             gc.collect()
-            await session_ramp([count], 4.5, args.chunk_ms, burst=args.burst)
+            await session_ramp(
+                [count],
+                4.5,
+                args.chunk_ms,
+                burst=args.burst,
+                gc_detail=args.gc_detail or args.gc_objects,
+                count_objects=args.gc_objects,
+            )
         return
 
     n = 20_000 if quick else 200_000
@@ -388,5 +468,16 @@ if __name__ == "__main__":
     )
     parser.add_argument("--burst", action="store_true", help="with --sessions: all speak at once")
     parser.add_argument("--chunk-ms", type=int, default=CHUNK_MS, help="with --sessions")
+    parser.add_argument(
+        "--gc-detail",
+        action="store_true",
+        help="with --sessions: the collector's collections and pauses per generation",
+    )
+    parser.add_argument(
+        "--gc-objects",
+        action="store_true",
+        help="with --sessions: --gc-detail and the objects each collection examined "
+        "(counting them costs time outside the pauses: not for lag figures)",
+    )
     args = parser.parse_args()
     anyio.run(main, args, backend_options={"use_uvloop": args.loop == "uvloop"})
