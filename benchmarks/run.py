@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import array
+import asyncio
 import gc
 import os
 import statistics
@@ -252,6 +253,7 @@ async def concurrent_sessions(
     *,
     burst: bool = False,
     count_objects: bool = False,
+    anyio_sleep: bool = False,
 ) -> SessionRun:
     """N real-time sessions in this process; each speaks once and is answered.
 
@@ -261,6 +263,13 @@ async def concurrent_sessions(
     (``burst``: all of them start in the same 20 ms, 1 s in), and gets one
     spoken reply from FakeSTT/FakeLLM/FakeTTS with their defaults and
     ConversationPolicy.
+
+    The producer stands in for a transport, so it paces itself with the event
+    loop's own ``asyncio.sleep``, as a transport's inbox waits on a bare
+    future (``voicepipe.transports.inbox``): ``anyio.sleep`` looks the
+    backend up on every call, about 6,500 instructions a chunk on uvloop, a
+    fifth of a chunk's whole cost, that no transport pays (``anyio_sleep``
+    measures with it, as this benchmark did before).
     """
     per_chunk = chunk_ms / 1000
     speech = SPEECH * (chunk_ms // CHUNK_MS)
@@ -283,7 +292,7 @@ async def concurrent_sessions(
                 due = start + phase + i * per_chunk
                 delay = due - clock()
                 if delay > 0:
-                    await anyio.sleep(delay)
+                    await (anyio.sleep(delay) if anyio_sleep else asyncio.sleep(delay))
                 lags.append(clock() - due)
                 yield speech if i in speaking else silence
 
@@ -315,6 +324,7 @@ async def session_ramp(
     burst: bool = False,
     gc_detail: bool = False,
     count_objects: bool = False,
+    anyio_sleep: bool = False,
 ) -> SessionRun | None:
     """Raise N until p99 lag passes 20 ms or a session goes unanswered; the last good run."""
     best = None
@@ -326,6 +336,7 @@ async def session_ramp(
             chunk_ms,
             burst=burst,
             count_objects=count_objects,
+            anyio_sleep=anyio_sleep,
         )
         best = run if run.ok else best
         print(
@@ -385,6 +396,7 @@ async def main(args: argparse.Namespace) -> None:
                 burst=args.burst,
                 gc_detail=args.gc_detail or args.gc_objects,
                 count_objects=args.gc_objects,
+                anyio_sleep=args.anyio_sleep,
             )
         return
 
@@ -468,6 +480,12 @@ if __name__ == "__main__":
     )
     parser.add_argument("--burst", action="store_true", help="with --sessions: all speak at once")
     parser.add_argument("--chunk-ms", type=int, default=CHUNK_MS, help="with --sessions")
+    parser.add_argument(
+        "--anyio-sleep",
+        action="store_true",
+        help="with --sessions: the producer paces itself with anyio.sleep (this benchmark's "
+        "producer before; it costs what no transport pays) instead of asyncio.sleep",
+    )
     parser.add_argument(
         "--gc-detail",
         action="store_true",
