@@ -100,6 +100,35 @@ async def test_a_receiver_cancelled_while_waiting_loses_nothing() -> None:
     assert await receive.receive() == 1
 
 
+async def test_receivers_waiting_at_once_are_each_woken_and_one_cancelled_takes_none() -> None:
+    # Each waiting receiver waits on its own future or event: one cancelled
+    # neither wakes nor cancels the others, and a later receive waits afresh.
+    send, receive = channel(4)
+    got: list[tuple[str, int]] = []
+    cancelled = anyio.CancelScope()
+
+    async def take_one(name: str, scope: anyio.CancelScope | None = None) -> None:
+        with scope or anyio.CancelScope():
+            got.append((name, await receive.receive()))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(take_one, "a")
+        tg.start_soon(take_one, "cancelled", cancelled)  # waits between the other two
+        tg.start_soon(take_one, "b")
+        await anyio.wait_all_tasks_blocked()
+        cancelled.cancel()
+        await anyio.wait_all_tasks_blocked()
+        assert got == []
+        await send.send(1)
+        await send.send(2)
+    assert sorted(got) == [("a", 1), ("b", 2)] or sorted(got) == [("a", 2), ("b", 1)]
+    with anyio.move_on_after(0.01):
+        await receive.receive()
+    await send.send(3)
+    send.close()
+    assert [item async for item in receive] == [3]
+
+
 async def test_the_receiver_leaving_breaks_waiting_and_later_sends() -> None:
     send, receive = channel(1)
     await send.send(1)

@@ -9,14 +9,19 @@ session waits on its queues most of its life (the consumer for events, the
 respond loop for turns), so those are objects the garbage collector walks.
 
 Here an item that is there is taken at once, a waiting receiver costs one
-event, and a full channel makes senders wait in the order they came, each
-item going in as room opens: back-pressure and the order of what is sent
-are kept. The errors are anyio's (``EndOfStream``, ``ClosedResourceError``,
-``BrokenResourceError``, ``WouldBlock``), on asyncio and trio alike.
+wake-up (on asyncio a bare future: an ``anyio.Event`` wraps an
+``asyncio.Event``, which keeps a deque and makes a future per waiter, five
+objects and two coroutine frames more for the collector to walk while the
+session waits; on other backends an ``anyio.Event``), and a full channel
+makes senders wait in the order they came, each item going in as room
+opens: back-pressure and the order of what is sent are kept. The errors are
+anyio's (``EndOfStream``, ``ClosedResourceError``, ``BrokenResourceError``,
+``WouldBlock``), on asyncio and trio alike.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections import deque
 from types import TracebackType
@@ -28,6 +33,8 @@ from anyio.abc import ObjectReceiveStream
 __all__ = ["Receiver", "Sender"]
 
 T = TypeVar("T")
+
+_Waiter = asyncio.Future[None] | anyio.Event
 
 
 class _Waiting(Generic[T]):
@@ -56,7 +63,12 @@ class Receiver(ObjectReceiveStream[T]):
         self._size = size
         # Senders waiting for room, first come first in (made when one has to wait).
         self._senders: deque[_Waiting[T]] | None = None
-        self._ready: anyio.Event | None = None  # set when an item (or the end) comes
+        # What waiting receivers wait on, woken when an item (or the end) comes: the
+        # first one's, and those of any more waiting at the same time (rare).
+        self._ready: _Waiter | None = None
+        self._others: list[_Waiter] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # on asyncio, once known
+        self._looked = False  # whether the running loop was looked for
         self._event: type[anyio.Event] | None = None  # the running backend's Event class
         self._receivers = 0  # tasks waiting in receive()
         self.closed = False  # the receiving end was closed
@@ -98,14 +110,24 @@ class Receiver(ObjectReceiveStream[T]):
                 raise anyio.ClosedResourceError
             if self.ended:
                 raise anyio.EndOfStream
-            ready = self._ready  # (inlined: a waiter's wake-up crosses every frame)
-            if ready is None:
-                self._ready = ready = self._new_event()
+            if self._ready is not None or not self._looked:
+                await self._wait()
+                continue
+            # _wait() inlined for the common case (the only receiver waiting): a
+            # waiter's wake-up crosses every frame of its task's await chain.
+            loop = self._loop
+            waiter = loop.create_future() if loop is not None else self._new_event()
+            self._ready = waiter
             self._receivers += 1
             try:
-                await ready.wait()
+                if isinstance(waiter, asyncio.Future):
+                    await waiter
+                else:
+                    await waiter.wait()
             finally:
                 self._receivers -= 1
+                if self._ready is waiter:  # cancelled before it was woken
+                    self._gone(waiter)
 
     async def __anext__(self) -> T:
         # receive() inlined: a consumer's every item comes through here.
@@ -122,17 +144,59 @@ class Receiver(ObjectReceiveStream[T]):
                 raise anyio.ClosedResourceError
             if self.ended:
                 raise StopAsyncIteration
-            ready = self._ready  # (inlined: a waiter's wake-up crosses every frame)
-            if ready is None:
-                self._ready = ready = self._new_event()
+            if self._ready is not None or not self._looked:
+                await self._wait()
+                continue
+            # _wait() inlined for the common case (the only receiver waiting): a
+            # waiter's wake-up crosses every frame of its task's await chain.
+            loop = self._loop
+            waiter = loop.create_future() if loop is not None else self._new_event()
+            self._ready = waiter
             self._receivers += 1
             try:
-                await ready.wait()
+                if isinstance(waiter, asyncio.Future):
+                    await waiter
+                else:
+                    await waiter.wait()
             finally:
                 self._receivers -= 1
+                if self._ready is waiter:  # cancelled before it was woken
+                    self._gone(waiter)
 
     def __aiter__(self) -> Receiver[T]:
         return self
+
+    async def _wait(self) -> None:
+        """Wait for the next item or the end (each waiter on its own future or event)."""
+        loop = self._loop
+        if loop is None and not self._looked:  # the first wait: is this asyncio?
+            self._looked = True
+            with contextlib.suppress(RuntimeError):  # (not on trio)
+                self._loop = loop = asyncio.get_running_loop()
+        waiter: _Waiter = loop.create_future() if loop is not None else self._new_event()
+        if self._ready is None:
+            self._ready = waiter
+        elif self._others is None:
+            self._others = [waiter]
+        else:
+            self._others.append(waiter)
+        self._receivers += 1
+        try:
+            if isinstance(waiter, asyncio.Future):
+                await waiter
+            else:
+                await waiter.wait()
+        finally:
+            self._receivers -= 1
+            self._gone(waiter)
+
+    def _gone(self, waiter: _Waiter) -> None:
+        """A receiver's wait ended without a wake-up (cancelled): forget its waiter."""
+        if self._ready is waiter:
+            others = self._others
+            self._ready = others.pop(0) if others else None
+        elif self._others and waiter in self._others:
+            self._others.remove(waiter)
 
     def _new_event(self) -> anyio.Event:
         # anyio.Event() looks the backend up on every call; its class is looked up once.
@@ -147,7 +211,10 @@ class Receiver(ObjectReceiveStream[T]):
         ready = self._ready
         if ready is not None:
             self._ready = None
-            ready.set()
+            _wake(ready)
+            others, self._others = self._others, None
+            for waiter in others or ():
+                _wake(waiter)
 
     def _admit(self) -> None:
         """Room opened: the first waiting sender's item goes in."""
@@ -224,10 +291,8 @@ class Sender(Generic[T]):
         if channel._senders or len(channel._items) >= channel._size:
             return False
         channel._items.append(item)
-        ready = channel._ready
-        if ready is not None:
-            channel._ready = None
-            ready.set()
+        if channel._ready is not None:
+            channel._wake()
         return True
 
     async def send(self, item: T) -> None:
@@ -247,10 +312,8 @@ class Sender(Generic[T]):
             raise anyio.BrokenResourceError
         if not channel._senders and len(channel._items) < channel._size:
             channel._items.append(item)
-            ready = channel._ready
-            if ready is not None:
-                channel._ready = None
-                ready.set()
+            if channel._ready is not None:
+                channel._wake()
             return
         waiting = _Waiting(channel._new_event(), item)
         if channel._senders is None:
@@ -289,3 +352,11 @@ class Sender(Generic[T]):
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _wake(waiter: _Waiter) -> None:
+    if isinstance(waiter, asyncio.Future):
+        if not waiter.done():  # a cancelled wait leaves a cancelled future
+            waiter.set_result(None)
+    else:
+        waiter.set()
