@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Sequence
 
 import anyio
@@ -94,6 +95,34 @@ async def test_two_turn_conversation_event_order() -> None:
     assert [m.role for m in llm.calls[1]] == ["system", "user", "assistant", "user"]
     assert llm.calls[1][2].content == "Hi! Nice to meet you."
     assert stt.closed and llm.open_streams == 0 and tts.open_streams == 0
+
+
+async def test_a_finished_session_leaves_no_cycle_of_its_objects_for_the_collector() -> None:
+    # Freed as soon as it ends, not at the next collection: a server's finished
+    # sessions would otherwise pile up in the collector's younger generations.
+    # (A spoken reply's speaker and the session referred to each other.)
+    stt, llm, tts = FakeSTT(["hello"]), FakeLLM(["Hi there."]), FakeTTS()
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        async with Pipeline(stt=stt, llm=llm, tts=tts).run(chunks(utterance())) as stream:
+            events = await collect(stream)
+        del stream
+        gc.collect()
+        left = sorted({type(o).__qualname__ for o in gc.garbage if _ours(o)})
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        if enabled:
+            gc.enable()
+    assert of_type(events, AssistantReply)[0].content == "Hi there."
+    assert left == []
+
+
+def _ours(thing: object) -> bool:
+    return type(thing).__module__.startswith("voicepipe")
 
 
 async def test_metrics_include_the_wait_for_the_end_of_speech() -> None:

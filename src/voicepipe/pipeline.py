@@ -234,6 +234,9 @@ class Pipeline:
         finally:
             session.send.close()
             session.ended = True
+            # The speaker and the session refer to each other: a cycle that would
+            # keep the session, its pipeline and providers for the collector to find.
+            session.speaker = None
 
     async def _session(self, session: LiveSession, source: _Source, sequential: bool) -> None:
         await session.emit(
