@@ -19,6 +19,19 @@ The server runs as ``voicepipe serve`` runs it (``gc.freeze()`` after startup,
 its GC threshold, no permessage-deflate, the picows WebSocket layer; ``--ws``
 picks another, ``--gc-threshold 0`` Python's default collector).
 
+The clients (``--client picows``, the default) are one ``picows`` connection
+per session driven by callbacks: each frame is sent from a loop timer set to
+its due time (what ``anyio.sleep`` does underneath), masked and framed in C,
+and a reply's first audio frame is timed in the socket's read callback. The
+frames on the wire, their sizes, their pacing (every 20 ms per session,
+starts spread over a second, a late frame sent at once) and what is measured
+are the same as with ``--client websockets``, the client the figures before
+it were taken with: a task per session, websockets' Python framing, replies
+timed after its queue and a task wake-up. That client spent as much CPU per
+frame as the server, and at 300-400 sessions on one core its own lag was
+part of the measured overhead (send lag p99 of a second); the ``client
+µs/frame`` column shows what the clients cost.
+
 Run: ``python benchmarks/bench_server.py`` (small and quick, CI-safe). The
 figures in ``docs/server.md``, the server alone on one core and the clients
 on the other::
@@ -33,6 +46,7 @@ server.prof`` writes the server's cProfile (CPU time) for ``python -m pstats``.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import itertools
 import json
 import os
@@ -42,11 +56,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
 import numpy as np
+from picows import WSError, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -265,7 +281,115 @@ async def run_client(address: str, load: Load, delay: float, results: Results) -
         print(f"  client failed: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
-async def step(address: str, pid: int, n: int, load: Load, idle_kib: int) -> dict[str, float]:
+class PacedSession(WSListener):
+    """One session on picows: the same frames and pacing as :class:`Client`, in callbacks.
+
+    Each send is a loop timer (``call_later`` to the frame's due time, as
+    ``anyio.sleep`` is underneath), and picows masks and frames it in C; a
+    reply's first audio frame is timed in the socket's callback, where the
+    websockets client timed it after a queue and a task wake-up. No task per
+    session, no coroutine per frame.
+    """
+
+    def __init__(self, results: Results, load: Load, done: asyncio.Future[None]) -> None:
+        self.results = results
+        self.load = load
+        self.done = done
+        self.loop = asyncio.get_running_loop()
+        self.transport: WSTransport | None = None
+        self.turn_ended_at: float | None = None
+        self.replied = False
+        self.clock = 0.0
+        self.sent = 0
+        self.script = self._script()
+
+    def _script(self) -> Iterator[tuple[bytes, bool]]:
+        """Every frame to send, in order, and whether it ends the turn (as Client.speak)."""
+        chunks = self.load.chunks
+        speech, silence = chunks.speech, chunks.silence
+        end_of_turn = chunks.count(END_OF_TURN_MS)
+        for _ in range(self.load.turns):
+            self.replied = False
+            for _ in range(chunks.count(SPEECH_MS)):
+                yield speech, False
+            for index in range(end_of_turn):
+                yield silence, index == end_of_turn - 1
+            deadline = time.perf_counter() + TURN_TIMEOUT
+            while not self.replied and time.perf_counter() < deadline:
+                yield silence, False
+            if not self.replied:
+                self.results.missed += 1
+                self.turn_ended_at = None
+            for _ in range(chunks.count(200)):  # a breath before the next turn
+                yield silence, False
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        self.clock = time.perf_counter()
+        self._tick()
+
+    def _tick(self) -> None:
+        transport = self.transport
+        if transport is None or self.done.done():
+            return
+        due = self.clock + self.sent * self.load.chunks.seconds
+        now = time.perf_counter()
+        step = next(self.script, None)
+        if step is None:
+            transport.send(WSMsgType.TEXT, b'{"type": "stop"}')
+            return
+        self.results.send_lag_ms.append((now - due) * 1000)
+        chunk, ends_turn = step
+        transport.send(WSMsgType.BINARY, chunk)
+        self.results.frames += 1
+        self.sent += 1
+        if ends_turn:
+            self.turn_ended_at = now
+        delay = self.clock + self.sent * self.load.chunks.seconds - time.perf_counter()
+        self.loop.call_later(max(0.0, delay), self._tick)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        kind = frame.msg_type
+        if kind is WSMsgType.BINARY:
+            if self.turn_ended_at is not None:
+                waited = time.perf_counter() - self.turn_ended_at - self.load.provider_s
+                self.results.overhead_ms.append(waited * 1000)
+                self.turn_ended_at = None
+        elif kind is WSMsgType.TEXT:
+            event = json.loads(frame.get_payload_as_bytes())
+            if event["type"] == "metrics" and event["end_of_turn_to_first_audio_ms"]:
+                self.results.server_ms.append(event["end_of_turn_to_first_audio_ms"])
+            elif event["type"] == "assistant":
+                self.replied = True
+        elif kind is WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.transport = None
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+async def run_paced(address: str, load: Load, delay: float, results: Results) -> None:
+    await anyio.sleep(delay)
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    try:
+        await ws_connect(
+            lambda: PacedSession(results, load, done),
+            f"ws://{address}/listen",
+            websocket_handshake_timeout=10,
+            max_frame_size=1 << 24,
+        )
+        await done
+    except (OSError, WSError) as exc:  # TimeoutError is an OSError
+        results.failed += 1
+        print(f"  client failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+async def step(
+    address: str, pid: int, n: int, load: Load, idle_kib: int, client: str = "picows"
+) -> dict[str, float]:
     """N clients at once; the figures of their replies, and the server's RSS over idle."""
     results = Results()
     peak = rss_kib(pid)
@@ -280,8 +404,9 @@ async def step(address: str, pid: int, n: int, load: Load, idle_kib: int) -> dic
     async with anyio.create_task_group() as outer:
         outer.start_soon(sample)
         async with anyio.create_task_group() as clients:
+            run = run_paced if client == "picows" else run_client
             for index in range(n):  # spread the starts over one second
-                clients.start_soon(run_client, address, load, index / n, results)
+                clients.start_soon(run, address, load, index / n, results)
         outer.cancel_scope.cancel()
     elapsed = time.perf_counter() - wall
     server_cpu = cpu_seconds(pid) - cpu
@@ -304,19 +429,20 @@ async def step(address: str, pid: int, n: int, load: Load, idle_kib: int) -> dic
         "server_cpu": cpu_share,
         "server_us_per_frame": server_cpu / max(1, results.frames) * 1e6,
         "client_cpu": client_share,
+        "client_us_per_frame": (time.process_time() - own) / max(1, results.frames) * 1e6,
     }
 
 
 async def main(args: argparse.Namespace, address: str, pid: int) -> None:
     counts = [int(c) for c in args.sessions.split(",")]
     load = Load(args.turns, Chunks(args.chunk_ms), args.llm_ttft + args.tts_ttfb)
-    await step(address, pid, 1, Load(1, load.chunks, load.provider_s), 0)  # warm-up
+    await step(address, pid, 1, Load(1, load.chunks, load.provider_s), 0, args.client)  # warm-up
     idle = rss_kib(pid)
     print(f"server pid {pid}, idle RSS {idle / 1024:.1f} MiB")
     print(
         f"{'sessions':>8} {'replies':>7} {'missed':>6} {'p50 ms':>7} {'p99 ms':>7}"
         f" {'server p99':>10} {'send lag p99':>12} {'KiB/session':>11}"
-        f" {'server CPU':>10} {'client CPU':>10} {'CPU µs/frame':>12}"
+        f" {'server CPU':>10} {'client CPU':>10} {'CPU µs/frame':>12} {'client µs/frame':>15}"
     )
     best: dict[str, float] | None = None
     started = time.perf_counter()
@@ -324,13 +450,13 @@ async def main(args: argparse.Namespace, address: str, pid: int) -> None:
         if time.perf_counter() - started > args.max_seconds:
             print(f"(stopped: over the {args.max_seconds:g} s budget)")
             break
-        row = await step(address, pid, n, load, idle)
+        row = await step(address, pid, n, load, idle, args.client)
         print(
             f"{n:>8} {row['replies']:>7.0f} {row['missed']:>6.0f} {row['p50_ms']:>7.1f}"
             f" {row['p99_ms']:>7.1f} {row['server_p99_ms']:>10.1f}"
             f" {row['send_lag_p99_ms']:>12.1f} {row['kib_per_session']:>11.0f}"
             f" {row['server_cpu']:>10.0%} {row['client_cpu']:>10.0%}"
-            f" {row['server_us_per_frame']:>12.1f}"
+            f" {row['server_us_per_frame']:>12.1f} {row['client_us_per_frame']:>15.1f}"
         )
         if row["missed"] or row["failed"] or not row["p99_ms"] < args.target_ms:
             break
@@ -390,6 +516,14 @@ if __name__ == "__main__":
         default=GC_THRESHOLD,
         help=f"the server's generation-0 GC threshold (voicepipe serve's: {GC_THRESHOLD}; "
         "0: Python's default, 700)",
+    )
+    parser.add_argument(
+        "--client",
+        choices=["picows", "websockets"],
+        default="picows",
+        help="the clients' WebSocket library: picows (callbacks and loop timers, less CPU "
+        "per frame) or websockets (a task per session; what the "
+        "figures before this option were taken with)",
     )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
