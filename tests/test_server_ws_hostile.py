@@ -348,6 +348,31 @@ async def test_an_upgrade_without_a_key_is_refused_and_the_app_told(layer: str) 
     assert [type(exc).__name__ for exc in raised] in ([], ["ClientDisconnected"])
 
 
+@pytest.mark.parametrize(("version", "status"), [("8", 426), ("14", 426), ("", 400)])
+@pytest.mark.parametrize("reference", ["picows", "wsproto"])
+async def test_a_websocket_version_other_than_13_is_refused_naming_13(
+    version: str, status: int, reference: str
+) -> None:
+    # RFC 6455 4.2.2: 426 (400 without the header) and the version the server speaks; the
+    # app never runs. (uvicorn's wsproto layer is the reference here: its websockets layers
+    # answer 400 without the header, whatever the version.)
+    app = Recorder()
+    async with serving(app, reference) as served:
+        async with raw_client(served.address, handshake=False) as raw:
+            key = base64.b64encode(os.urandom(16))
+            line = b"Sec-WebSocket-Version: " + version.encode() + b"\r\n" if version else b""
+            await raw.send(
+                b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: " + key + b"\r\n" + line + b"\r\n"
+            )
+            response = await raw.eof()
+        await served.settled()
+    head = response.partition(b"\r\n\r\n")[0].lower()
+    assert head.startswith(b"http/1.1 %d " % status)
+    assert b"\r\nsec-websocket-version: 13" in head
+    assert app.scopes == []
+
+
 async def test_frames_sent_before_the_handshake_completes_are_kept(layer: str) -> None:
     # A client should wait for the 101, but one that sends its first frame while the app
     # is still deciding must not lose it (or, cut mid-frame, garble the rest). (Bytes that

@@ -183,6 +183,18 @@ class PicowsProtocol(WSListener, asyncio.Protocol):
             "state": self.app_state.copy(),
             "extensions": {"websocket.http.response": {}, TAP: {"set": self._set_tap}},
         }
+        version = dict(headers).get(b"sec-websocket-version")
+        if version != b"13":
+            # RFC 6455 4.2.2: a version we do not speak is refused (426, none: 400), naming
+            # the one we do, as uvicorn's wsproto layer does; picows accepted any. The app
+            # never sees the request.
+            self._respond(
+                HTTPStatus.UPGRADE_REQUIRED if version else HTTPStatus.BAD_REQUEST,
+                [(b"Sec-WebSocket-Version", b"13")],
+                b"Failed to open a WebSocket connection: "
+                b"only Sec-WebSocket-Version 13 is supported.\n",
+            )
+            return
         self._put({"type": "websocket.connect"})
         task = self.loop.create_task(self.run_asgi())
         task.add_done_callback(self.tasks.discard)
