@@ -42,6 +42,7 @@ class FakeLink:
     sent: list[str | bytes] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    as_is: bool = False  # the dialect called audio_as_is()
 
     async def audio(self, pcm: bytes) -> None:
         if not self.input_ended:
@@ -52,6 +53,9 @@ class FakeLink:
             return False
         self.pcm += pcm
         return True
+
+    def audio_as_is(self) -> None:
+        self.as_is = True
 
     async def text(self, content: str) -> None:
         self.texts.append(content)

@@ -24,6 +24,7 @@ from starlette.websockets import WebSocket
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from tests.dialect_support import FakeLink
 from tests.support import FORMAT, silence, tone, utterance
 from tests.uvicorn_support import in_process, loopback
 from voicepipe import AudioFormat, Pipeline
@@ -34,7 +35,7 @@ from voicepipe.events import AssistantReply, AudioChunk, ErrorEvent, Event, Inte
 from voicepipe.providers.base import Emit
 from voicepipe.providers.fake import FakeLLM, FakeSTT, FakeTTS
 from voicepipe.transports.dialect import Dialect, Link, parse_json
-from voicepipe.transports.dialects.voicepipe import END_TURN_SILENCE_MS
+from voicepipe.transports.dialects.voicepipe import END_TURN_SILENCE_MS, VoicepipeDialect
 from voicepipe.transports.websocket import serve
 
 with warnings.catch_warnings():
@@ -782,3 +783,45 @@ async def test_a_client_that_stops_reading_does_not_hold_a_slot(limit: str, ws_l
     assert got.of("assistant")[0]["content"] == "Hello."
     assert (got.code, got.reason) == (1000, "end_of_input")
     assert f.all_closed
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("query", "as_is"),
+    [({}, True), ({"sample_rate": "48000"}, False), ({"mode": "text"}, False)],
+)
+async def test_the_dialect_lets_the_server_take_pcm_as_is_only_when_it_is(
+    query: dict[str, str], as_is: bool
+) -> None:
+    # PCM16 in the pipeline's format, heard as it came: the server may take every binary
+    # frame itself from now on (no dialect call per frame). Not when it must be resampled,
+    # nor on a text session (whose audio is an error, said by on_frame).
+    async with anyio.create_task_group() as tg:
+        link = FakeLink(tg, query=query)
+        dialect = VoicepipeDialect()
+        await dialect.open(link)
+        await dialect.start(link)
+        await dialect.on_frame(bytes(640), link)  # the first frame decides the codec
+        taken = dialect.on_frame_nowait(bytes(640), link)
+        assert (taken, link.as_is) == (as_is, as_is)
+        await dialect.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_the_audio_budget_ends_the_session_over_a_real_socket(ws_layer: str) -> None:
+    # On the picows layer the frames go to the pipeline in the socket's callback: the one
+    # past the budget must not, and the session ends as it does on the slow path.
+    f = fakes(["x"], ["y"])
+    app = app_serving(lambda ws: f.pipeline(), max_audio_bytes=FORMAT.bytes_for(100))
+    async with serve_on_loopback(app, ws_layer) as address, loopback(address, "/ws") as ws:
+        assert json.loads(await ws.recv())["type"] == "session"
+        with contextlib.suppress(ConnectionClosed):
+            for chunk in chunk_pcm(silence(200), FORMAT, 20):
+                await ws.send(chunk)
+        got = await adrain(ws)
+    assert got.frames[-1] == "error"
+    (error,) = got.of("error")
+    assert error["message"] == "the session used up its audio budget of 3200 bytes"
+    assert (got.code, got.reason) == (1008, error["message"])
+    assert f.stt.received_bytes == FORMAT.bytes_for(100)

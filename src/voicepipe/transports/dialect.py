@@ -47,7 +47,10 @@ The hooks, in the order the core calls them:
     socket's own callback, with ``link.audio_nowait(pcm)``, and return True;
     return False for anything else, and ``on_frame`` gets it as usual. It
     saves a task wake-up per frame. It is called only while ``on_frame`` is
-    idle, so frames stay in order.
+    idle, so frames stay in order. Once every binary frame is PCM16 to hear
+    as is (no codec, no resampling), say so with ``link.audio_as_is()``: the
+    server then hands such frames over itself, with no call to the dialect
+    per frame; what it cannot take still reaches ``on_frame``.
 ``aclose()``
     The session is over, however it ended (shielded, bounded to a second or
     two): release threads and native codec state. It must not send.
@@ -106,6 +109,12 @@ class Link(Protocol):
     def audio_nowait(self, pcm: bytes) -> bool:
         """:meth:`audio` if it needs no wait and no error: True if ``pcm`` was taken,
         False if it must go through :meth:`audio` (input ended, budget, a full queue)."""
+        ...
+
+    def audio_as_is(self) -> None:
+        """From now on every binary frame is PCM16 in ``pipeline.input_format``, heard as
+        is: the server may take such frames with :meth:`audio_nowait` itself, without
+        calling ``on_frame_nowait``. Frames it does not take still reach ``on_frame``."""
         ...
 
     async def text(self, content: str) -> None:

@@ -193,6 +193,7 @@ class _Connection:
         self._audio: Inbox[bytes] = Inbox(input_buffer)
         self._text: Inbox[str] = Inbox(input_buffer)
         self._tg: TaskGroup | None = None
+        self._set_tap: Callable[[Callable[[bytes], bool] | None], None] | None = None
         self.links = {gate: _Link(self, gate) for gate in _Gate}
         self._input_link = self.links[_Gate.INPUT]  # looked up once: an Enum hashes in Python
 
@@ -352,11 +353,13 @@ class _Connection:
         if tap is None:
             await self._read(self.links[_Gate.INPUT])
             return
-        tap["set"](self._frame_nowait)
+        self._set_tap = tap["set"]
+        self._set_tap(self._frame_nowait)
         try:
             await self._read(self.links[_Gate.INPUT])
         finally:
-            tap["set"](None)
+            self._set_tap(None)
+            self._set_tap = None
 
     def _frame_nowait(self, frame: bytes) -> bool:
         """A client's binary frame, in the socket's callback (see :data:`TAP`): True if
@@ -364,6 +367,26 @@ class _Connection:
         if self.closing or len(frame) > self.max_frame_bytes:
             return False  # the reader decides, in order
         return self.dialect.on_frame_nowait(frame, self._input_link)
+
+    def audio_as_is(self) -> None:
+        """The dialect hears every binary frame as is from now on: the tap takes them
+        straight to the pipeline's inbox (:meth:`_pcm_nowait`)."""
+        if self._set_tap is not None:
+            self._set_tap(self._pcm_nowait)
+
+    def _pcm_nowait(self, pcm: bytes) -> bool:
+        """:meth:`_frame_nowait` for a dialect that hears audio as is: its checks and
+        :meth:`audio_nowait`'s in one call, the dialect's in none (this runs for every
+        frame of every session)."""
+        if self.closing or self.input_ended or not pcm or len(pcm) > self.max_frame_bytes:
+            return False  # the reader decides, in order
+        size = self.audio_bytes + len(pcm)
+        if self.max_audio_bytes is not None and size > self.max_audio_bytes:
+            return False  # audio() ends the session
+        if not self._audio.put_nowait(pcm):
+            return False  # full: audio() waits
+        self.audio_bytes = size
+        return True
 
     async def _read(self, link: _Link) -> None:
         while True:
@@ -448,6 +471,9 @@ class _Link:
 
     async def audio(self, pcm: bytes) -> None:
         await self._c.audio(pcm)
+
+    def audio_as_is(self) -> None:
+        self._c.audio_as_is()
 
     async def text(self, content: str) -> None:
         await self._c.text(content)

@@ -108,7 +108,10 @@ class VoicepipeDialect(Dialect):
     def on_frame_nowait(self, frame: str | bytes, link: Link) -> bool:
         audio_in = self.audio_in
         if type(frame) is bytes and audio_in is not None and audio_in.passthrough:
-            return not self.text_mode and link.audio_nowait(frame)
+            if self.text_mode:
+                return False
+            link.audio_as_is()  # PCM16 as is from now on: the server takes it without us
+            return link.audio_nowait(frame)
         return False
 
     async def on_event(self, event: Event, link: Link) -> None:
