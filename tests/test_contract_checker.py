@@ -148,6 +148,17 @@ def test_a_good_session_passes() -> None:
             ],
             "fatal-error-ends-the-session",
         ),
+        (
+            [
+                START,
+                *said("One."),
+                Interrupted(content="One."),
+                ErrorEvent(stage="llm", message="BrokenResourceError: "),
+                AssistantReply(content="One.", interrupted=True),
+                Finish(reason="x"),
+            ],
+            "errors-are-real-failures",
+        ),
     ],
 )
 def test_each_rule_flags_its_breach(events: list[Event], broken: str) -> None:

@@ -422,6 +422,34 @@ def _after_tools(record: SessionRecord) -> Iterator[Violation]:
 
 _REPLY = (AssistantDelta, AudioChunk, AssistantReply, Metrics, Finish, ToolCallEvent)
 
+# What a task that was cut or cancelled meets in voicepipe's own machinery: never a failure.
+_PLUMBING = frozenset(
+    [
+        "BrokenResourceError",
+        "ClosedResourceError",
+        "EndOfStream",
+        "WouldBlock",
+        "CancelledError",
+        "Cancelled",
+        "ExceptionGroup",
+        "BaseExceptionGroup",
+    ]
+)
+
+
+@rule("errors-are-real-failures")
+def _plumbing(record: SessionRecord) -> Iterator[Violation]:
+    """An ``error`` reports a failure of a provider, the policy, a tool or the input,
+    never what a cut or cancelled task met in the session's own queues and task groups."""
+    for index, event in enumerate(record.events):
+        if isinstance(event, ErrorEvent) and event.message.split(":", 1)[0] in _PLUMBING:
+            yield Violation(
+                "errors-are-real-failures",
+                f"`error` from the {event.stage} stage reports voicepipe's own machinery "
+                f"({event.message!r}), not a failure",
+                (index,),
+            )
+
 
 @rule("providers-closed")
 def _closed(record: SessionRecord) -> Iterator[Violation]:
