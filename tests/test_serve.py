@@ -208,6 +208,25 @@ def test_serve_checks_its_settings_before_starting(
     assert provider.exit_code == 2 and "VOICEPIPE_STT" in provider.stderr
 
 
+def test_serve_has_the_websocket_layer_refuse_frames_over_the_apps_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The layer refuses them at their header (1009), before buffering them: picows's read
+    # buffer never shrinks after a big frame (test_server_ws_hostile.py:
+    # test_a_frame_over_ws_max_size_is_refused_at_its_header_and_never_buffered).
+    import uvicorn
+
+    ran: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: ran.append(options))
+    with clean_env(monkeypatch, tmp_path):
+        for name in ("STT", "LLM", "TTS"):
+            monkeypatch.setenv(f"VOICEPIPE_{name}", "fake")
+        monkeypatch.setenv("VOICEPIPE_MAX_FRAME_BYTES", "65536")
+        result = CliRunner().invoke(cli_app, ["serve"])
+    assert result.exit_code == 0, result.stderr
+    assert [options["ws_max_size"] for options in ran] == [65536]
+
+
 def test_workers_share_one_session_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without a configured secret, ``serve`` makes one for all its workers (a form session
     id one issued resumes on the others); a configured one, even from .env, is kept."""

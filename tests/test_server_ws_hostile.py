@@ -516,6 +516,37 @@ async def test_a_message_of_endless_empty_fragments_holds_no_memory() -> None:
     assert app.received == [b"start end"]
 
 
+async def test_a_frame_over_ws_max_size_is_refused_at_its_header_and_never_buffered() -> None:
+    # picows's read buffer grows to fit the largest frame and never shrinks (no API to
+    # shrink it in picows 2.3), so `voicepipe serve` sets ws_max_size to the app's own
+    # frame limit: a bigger frame is refused from its header, before it is read in.
+    async def sizes(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        while (message := await receive())["type"] == "websocket.receive":
+            size = len(message.get("bytes") or b"")
+            del message  # the app keeps nothing: what is held is the layer's
+            await send({"type": "websocket.send", "text": str(size)})
+
+    held: dict[int, int] = {}
+    for limit in (1 << 24, 65536):  # uvicorn's default, then a limit under the frame
+        async with AsyncExitStack() as stack:
+            served = await stack.enter_async_context(serving(sizes, ws_max_size=limit))
+            raw = await stack.enter_async_context(raw_client(served.address))
+            tracemalloc.start()
+            try:
+                await raw.send(frame(0x2, bytes(1 << 20)))  # 1 MiB
+                if limit > 1 << 20:
+                    assert await raw.frame() == (0x81, b"1048576")
+                else:
+                    assert (await raw.close_frame())[0] == 1009
+                held[limit] = tracemalloc.get_traced_memory()[0]
+            finally:
+                tracemalloc.stop()
+    assert held[1 << 24] > 1 << 20  # after the frame, the buffer still holds its size
+    assert held[65536] < 256 * 1024
+
+
 # -- closing -------------------------------------------------------------------------------
 
 

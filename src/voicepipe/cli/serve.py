@@ -13,12 +13,15 @@ import copy
 import os
 import secrets
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from voicepipe.cli.errors import EXIT_OK, EXIT_PROVIDER, CliError, guard
 from voicepipe.config import choose, load_settings
+
+if TYPE_CHECKING:
+    from voicepipe.server.settings import ServerSettings
 
 DEFAULT_APP = "voicepipe.server:create_app"
 
@@ -115,7 +118,7 @@ def serve(
                 EXIT_PROVIDER,
             ) from None
         ws_class = _ws_layer(ws)
-        _apply_settings(env_file, forms_dir, drain_seconds)
+        settings = _apply_settings(env_file, forms_dir, drain_seconds)
         if app == DEFAULT_APP:  # a bad or unavailable provider choice: one line, here
             choose(load_settings())
         uvicorn.run(
@@ -130,6 +133,10 @@ def serve(
             # Audio does not compress, and a session's deflate contexts take over 100 KiB
             # and CPU on every frame: no permessage-deflate (docs/server.md).
             ws_per_message_deflate=False,
+            # A frame over the app's limit is refused at its header (1009), before the
+            # layer buffers it: picows's read buffer grows to fit the largest frame and
+            # never shrinks, so this bounds what one connection can hold (docs/server.md).
+            ws_max_size=settings.max_frame_bytes,
         )
         return EXIT_OK
 
@@ -149,9 +156,11 @@ def _ws_layer(name: str) -> str:
     return PICOWS if name == "picows" else name
 
 
-def _apply_settings(env_file: Path | None, forms_dir: Path | None, drain: float | None) -> None:
+def _apply_settings(
+    env_file: Path | None, forms_dir: Path | None, drain: float | None
+) -> ServerSettings:
     """Put the flags and the env file in this process's environment (the workers inherit
-    it), then check the settings once."""
+    it), then check the settings once; they are returned."""
     if env_file is not None:
         if not env_file.is_file():
             raise CliError(f"{env_file}: no such file")
@@ -184,6 +193,7 @@ def _apply_settings(env_file: Path | None, forms_dir: Path | None, drain: float 
         # One secret for all the workers, so a form session id one of them issued
         # resumes on any other (several hosts must share VOICEPIPE_SESSION_SECRET).
         os.environ["VOICEPIPE_SESSION_SECRET"] = secrets.token_urlsafe(32)
+    return settings
 
 
 def _log_config() -> dict[str, Any]:
