@@ -246,7 +246,8 @@ def main(args: argparse.Namespace) -> None:
     if args.callgrind:
         valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
         command = [*valgrind, f"--callgrind-out-file={out}", *command]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    paths = [str(ROOT / "src"), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
     ) as server:
