@@ -388,7 +388,13 @@ async def run_paced(address: str, load: Load, delay: float, results: Results) ->
 
 
 async def step(
-    address: str, pid: int, n: int, load: Load, idle_kib: int, client: str = "picows"
+    address: str,
+    pid: int,
+    n: int,
+    load: Load,
+    idle_kib: int,
+    client: str = "picows",
+    ramp: float = 1.0,
 ) -> dict[str, float]:
     """N clients at once; the figures of their replies, and the server's RSS over idle."""
     results = Results()
@@ -405,8 +411,8 @@ async def step(
         outer.start_soon(sample)
         async with anyio.create_task_group() as clients:
             run = run_paced if client == "picows" else run_client
-            for index in range(n):  # spread the starts over one second
-                clients.start_soon(run, address, load, index / n, results)
+            for index in range(n):  # spread the starts over `ramp` seconds
+                clients.start_soon(run, address, load, ramp * index / n, results)
         outer.cancel_scope.cancel()
     elapsed = time.perf_counter() - wall
     server_cpu = cpu_seconds(pid) - cpu
@@ -450,7 +456,7 @@ async def main(args: argparse.Namespace, address: str, pid: int) -> None:
         if time.perf_counter() - started > args.max_seconds:
             print(f"(stopped: over the {args.max_seconds:g} s budget)")
             break
-        row = await step(address, pid, n, load, idle, args.client)
+        row = await step(address, pid, n, load, idle, args.client, args.ramp_seconds)
         print(
             f"{n:>8} {row['replies']:>7.0f} {row['missed']:>6.0f} {row['p50_ms']:>7.1f}"
             f" {row['p99_ms']:>7.1f} {row['server_p99_ms']:>10.1f}"
@@ -516,6 +522,13 @@ if __name__ == "__main__":
         default=GC_THRESHOLD,
         help=f"the server's generation-0 GC threshold (voicepipe serve's: {GC_THRESHOLD}; "
         "0: Python's default, 700)",
+    )
+    parser.add_argument(
+        "--ramp-seconds",
+        type=float,
+        default=1.0,
+        help="spread the sessions' starts over this long (1: every figure so far); a "
+        "session's connection and handshake cost the server as much as ~90 frames",
     )
     parser.add_argument(
         "--client",
