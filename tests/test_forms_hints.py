@@ -154,3 +154,65 @@ def test_a_reply_for_free_speech_has_no_hint() -> None:
 async def _nothing() -> AsyncIterable[bytes]:
     return
     yield b""
+
+
+class DoubtingFakeSTT(FakeSTT):
+    """FakeSTT that also heard some turns another way (``Expectation.note``), as
+    PocketSphinx does when a grammar of the expected answers hears what the
+    general model did not."""
+
+    def __init__(self, turns: list[str], alternatives: dict[str, tuple[str, ...]]) -> None:
+        super().__init__(turns)
+        self.alternatives = alternatives
+
+    async def transcribe_expecting(
+        self,
+        audio: AsyncIterable[bytes],
+        format: AudioFormat,
+        emit: object,
+        expect: Expectation,
+    ) -> None:
+        async def noting(event: STTEvent) -> None:
+            if isinstance(event, UserTurn):
+                expect.note(event.content, self.alternatives.get(event.content, ()))
+            await emit(event)  # type: ignore[operator]
+
+        await self.transcribe(audio, format, noting)
+
+
+async def test_a_value_the_stt_heard_only_as_an_alternative_is_read_back_then_stored(
+    tmp_path: object,
+) -> None:
+    turns = [
+        "i maybe they",  # "i'm eighty eight", as the general model heard it
+        "yes",
+        "john at gmail dot com",
+        "yes",
+        "take it",  # "chicken"
+        "yes",
+        "four one five five five five zero one zero zero",
+    ]
+    alternatives: dict[str, tuple[str, ...]] = {
+        "i maybe they": ("i'm eighty eight",),
+        "take it": ("chicken",),
+    }
+    events = await run_form(DoubtingFakeSTT(turns, alternatives), len(turns), tmp_path)
+    replies = [e.content for e in events if isinstance(e, AssistantReply)]
+    assert replies[1] == "I have 88. Is that right?"
+    assert replies[5] == "I have chicken. Is that right?"
+    assert [e.answers for e in events if isinstance(e, FormComplete)] == [
+        {"age": 88, "email": "john@gmail.com", "meal": "chicken", "phone": "+14155550100"}
+    ]
+
+
+def test_an_expectation_keeps_the_alternatives_of_the_last_turns_only() -> None:
+    expect = Expectation()
+    expect.note("take it", ("chicken", "take it", ""))
+    assert expect.alternatives("take it") == ("chicken",)  # not the turn itself, nor nothing
+    assert expect.alternatives("take it please") == ()  # a joined turn: not the same words
+    expect.note("take it", ())
+    assert expect.alternatives("take it") == ()  # heard again, with no doubt this time
+    for n in range(20):
+        expect.note(f"turn {n}", (f"other {n}",))
+    assert expect.alternatives("turn 0") == ()
+    assert expect.alternatives("turn 19") == ("other 19",)

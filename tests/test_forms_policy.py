@@ -819,3 +819,64 @@ async def test_bad_arguments(store: FormStore) -> None:
         FormPolicy(INTAKE, store=store, session_id="s", max_attempts=0)
     with pytest.raises(ValueError, match="session_id"):
         FormPolicy(INTAKE, store=store, session_id="")
+
+
+class Doubting(Session):
+    """A Session whose turns come with the STT's other readings (``ctx.alternatives``)."""
+
+    async def heard(self, text: str, *alternatives: str) -> Reply:
+        reply = await self.policy.on_user_turn(
+            text, PolicyContext(self.llm, Usage(), alternatives=alternatives)
+        )
+        assert reply is not None
+        return reply
+
+
+async def test_a_value_only_in_the_stts_alternative_reading_is_read_back_never_stored(
+    store: FormStore,
+) -> None:
+    s = Doubting(store)
+    await s.start()
+    reply = await s.heard("i maybe they", "i'm eighty eight")
+    assert await said(reply) == "I have 88. Is that right?"
+    assert (await stored(store)).answers == {}
+    reply = await s.heard("no", "know")
+    assert await said(reply) == "OK, let's try again. How old are you?"
+    reply = await s.heard("i maybe they", "i'm eighty eight")
+    reply = await s.heard("yes")
+    assert reply.events == [FormProgress(field="age", value=88, answered=1, total=3)]
+    assert s.script.extraction_calls == []
+    answer = (await stored(store)).answers["age"]
+    assert answer.transcript == "i'm eighty eight"  # where the value was read from
+
+
+async def test_the_stts_own_words_come_before_its_alternatives(store: FormStore) -> None:
+    s = Doubting(store)
+    await s.start()
+    reply = await s.heard("can you repeat that", "thirty")  # a command is a command
+    assert await said(reply) == "How old are you?"
+    reply = await s.heard("i'm forty", "i'm fourteen")  # a clear value: stored, no read-back
+    assert reply.events == [FormProgress(field="age", value=40, answered=1, total=3)]
+    assert s.script.extraction_calls == []
+
+
+async def test_a_correction_heard_only_as_an_alternative_is_read_back(store: FormStore) -> None:
+    form = Form(
+        name="meal",
+        fields=[
+            Field(
+                name="meal",
+                question="Meat or fish?",
+                type=FieldType.CHOICE,
+                choices=("meat", "fish"),
+            )
+        ],
+    )
+    s = Doubting(store, form=form)
+    await s.start()
+    reply = await s.heard("they should", "fish")
+    assert await said(reply) == "I have fish. Is that right?"
+    reply = await s.heard("no it's a bother", "no it's meat")  # the "no" goes, the rest is read
+    assert await said(reply) == "I have meat. Is that right?"
+    reply = await s.heard("yes")
+    assert reply.events[0] == FormProgress(field="meal", value="meat", answered=1, total=1)

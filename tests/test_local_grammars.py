@@ -121,3 +121,20 @@ def test_the_date_grammar_takes_dates_as_people_say_them(decoder: Any) -> None:
         assert accepts(decoder, date, said), said
     for said in ("g thirteen nineteen eighty six", "fifty two", "june thirty second"):
         assert not accepts(decoder, date, said), said
+
+
+def test_the_number_grammar_takes_amounts_and_ages_as_people_say_them(decoder: Any) -> None:
+    number = STTHint("number")
+    for said in (
+        "i'm eighty eight",
+        "i am one hundred and five",
+        "forty one years old",
+        "um sixty one",
+        "two thousand three hundred",
+        "seven five",
+        "zero",
+        "no i'm thirty four",
+    ):
+        assert accepts(decoder, number, said), said
+    for said in ("i maybe they", "eighty eighty", "june third", "hundred hundred"):
+        assert not accepts(decoder, number, said), said

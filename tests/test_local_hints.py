@@ -43,6 +43,8 @@ SPOKEN = {
     # Under a choice hint, the grammar read it "my an um for chicken for thanks",
     # scoring above UNCONFIRMED_MARGIN.
     "my_number": "my number is six four six, five five five, one seven four two",
+    # The general model hears "i maybe they".
+    "age": "i'm 88",
 }
 SPEED = {"phone": 1.2}  # Piper's length_scale (1.0 otherwise)
 
@@ -65,7 +67,15 @@ async def spoken(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
 
 
 async def heard(pcm: bytes, hint: STTHint | None) -> list[str]:
+    return (await heard_with_alternatives(pcm, hint))[0]
+
+
+async def heard_with_alternatives(
+    pcm: bytes, hint: STTHint | None
+) -> tuple[list[str], list[tuple[str, ...]]]:
+    """The turns heard in ``pcm``, and the other readings noted for each."""
     turns: list[str] = []
+    expect = Expectation(hint)
 
     async def audio() -> AsyncIterator[bytes]:
         for chunk in chunk_pcm(pcm, FORMAT, 20):
@@ -75,8 +85,8 @@ async def heard(pcm: bytes, hint: STTHint | None) -> list[str]:
         if isinstance(event, UserTurn):
             turns.append(event.content)
 
-    await PocketSphinxSTT().transcribe_expecting(audio(), FORMAT, emit, Expectation(hint))
-    return turns
+    await PocketSphinxSTT().transcribe_expecting(audio(), FORMAT, emit, expect)
+    return turns, [expect.alternatives(turn) for turn in turns]
 
 
 async def test_a_phone_number_is_heard_as_digits_while_a_phone_is_expected(
@@ -143,6 +153,29 @@ async def test_a_phone_number_said_when_a_choice_is_asked_is_not_made_a_choice(
     assert await heard(spoken["my_number"], MEAL) == general
 
 
+async def test_a_reading_that_fails_the_checks_is_passed_on_as_the_turns_alternative(
+    spoken: dict[str, bytes],
+) -> None:
+    """Not taken (the value is not read back), but offered: a policy may ask "did you
+    say chicken?" rather than ask again (``Expectation.note``)."""
+    turns, alternatives = await heard_with_alternatives(spoken["chicken"], MEAL)
+    assert turns != ["chicken"]
+    assert alternatives == [("chicken",)]
+    turns, alternatives = await heard_with_alternatives(spoken["age"], STTHint("number"))
+    assert turns == ["i maybe they"]
+    assert alternatives == [("i'm eighty eight",)]
+    # Taken when it passes the checks: then there is no other reading.
+    assert await heard_with_alternatives(spoken["fish"], MEAL) == (["fish please"], [()])
+
+
+async def test_speech_that_is_no_answer_gets_no_alternative() -> None:
+    pcm, fmt = read_wav(SAMPLES / "capital_of_france.wav")
+    pcm = resample(pcm, fmt, FORMAT)
+    for hint in (MEAL, STTHint("number"), DATE):
+        turns, alternatives = await heard_with_alternatives(pcm, hint)
+        assert (turns, alternatives) == (["what is the capital of france"], [()])
+
+
 async def test_noise_stores_no_value() -> None:
     rng = np.random.default_rng(7)
     noise = (rng.normal(0, 3000, FORMAT.sample_rate)).astype("<i2").tobytes()
@@ -165,7 +198,10 @@ def test_grammars_only_for_kinds_and_words_the_engine_has() -> None:
     def known(word: str) -> str | None:
         return None if word == "quinoa" else " ".join(word.upper())  # a "pronunciation"
 
-    assert grammar_for(STTHint("number"), known) is None  # left to the general model
+    assert grammar_for(STTHint("yes_no"), known) is None  # left to the general model
+    number = grammar_for(STTHint("number"), known)
+    assert number is not None
+    assert "<after> = years | years old" in number
     assert grammar_for(STTHint("choice", ("quinoa", "fish")), known) is None
     choice = grammar_for(MEAL, known)
     assert choice is not None

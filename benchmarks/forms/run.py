@@ -103,20 +103,27 @@ class Counting:
 
 
 async def answer(
-    store: SQLiteFormStore, llm: Counting, item: dict[str, Any], heard: list[str], sid: str
+    store: SQLiteFormStore,
+    llm: Counting,
+    item: dict[str, Any],
+    heard: list[str],
+    sid: str,
+    alternatives: list[tuple[str, ...]] | None = None,
 ) -> tuple[str, int, float]:
-    """Run one field with the caller saying each of ``heard`` in turn (a retry after the first).
+    """Run one field with the caller saying each of ``heard`` in turn (a retry after the first);
+    ``alternatives`` are the STT's other readings of each, as the pipeline hands them on.
 
     Returns (outcome, LLM calls, CPU seconds of the first answer turn).
     """
     lang, expected = item["lang"], item["expected"]
     form = Form(name="bench", language=lang, fields=[field_for(item["field"], lang)])
     policy = FormPolicy(form, store=store, session_id=sid, language=lang, max_attempts=5)
-    ctx = PolicyContext(llm, Usage())
-    await policy.start(ctx)
+    await policy.start(PolicyContext(llm, Usage()))
     calls_before = llm.calls
     outcome, first_cpu = "re-asked", -1.0
     for attempt, text in enumerate(heard):
+        others = alternatives[attempt] if alternatives else ()
+        ctx = PolicyContext(llm, Usage(), alternatives=others)
         started = time.process_time()
         await policy.on_user_turn(text, ctx)
         if attempt == 0:
@@ -147,10 +154,12 @@ async def hint_for(store: SQLiteFormStore, llm: Counting, item: dict[str, Any], 
     return reply.hint() if reply is not None else None
 
 
-async def transcribe(stt: Any, path: Path, hint: Any = None) -> str:
-    """What ``stt`` hears in ``path``; with ``hint``, the way a pipeline would run it."""
+async def transcribe(stt: Any, path: Path, hint: Any = None) -> tuple[str, tuple[str, ...]]:
+    """What ``stt`` hears in ``path``, and its other readings of it (``Expectation.note``);
+    with ``hint``, the way a pipeline would run it."""
     pcm, fmt = read_wav(path)
     turns: list[str] = []
+    expect = Expectation(hint)
 
     async def audio() -> AsyncIterator[bytes]:
         for chunk in chunk_pcm(pcm, fmt, 20):
@@ -160,8 +169,9 @@ async def transcribe(stt: Any, path: Path, hint: Any = None) -> str:
         if isinstance(event, UserTurn):
             turns.append(event.content)
 
-    await transcribe_with(stt, audio(), fmt, emit, Expectation(hint))
-    return " ".join(turns)
+    await transcribe_with(stt, audio(), fmt, emit, expect)
+    text = " ".join(turns)
+    return text, expect.alternatives(turns[0]) if len(turns) == 1 else ()
 
 
 def report(title: str, rows: list[tuple[dict[str, Any], str]]) -> None:
@@ -242,15 +252,19 @@ async def main() -> None:
                     continue
                 speeds = [SPEEDS[index % 3], SPEEDS[(index + 1) % 3]]
                 hint = None if args.no_hint else await hint_for(store, llm, item, f"h{index}")
-                heard = [await transcribe(stt, audio_path(index, speeds[0]), hint)]
-                outcome, _, _ = await answer(store, llm, item, heard, f"a{index}")
+                text, others = await transcribe(stt, audio_path(index, speeds[0]), hint)
+                heard, alternatives = [text], [others]
+                outcome, _, _ = await answer(store, llm, item, heard, f"a{index}", alternatives)
                 first.append((item, outcome))
                 if outcome not in ("correct", "silently wrong"):
-                    heard.append(await transcribe(stt, audio_path(index, speeds[1]), hint))
-                    outcome, _, _ = await answer(store, llm, item, heard, f"r{index}")
+                    text, others = await transcribe(stt, audio_path(index, speeds[1]), hint)
+                    heard.append(text)
+                    alternatives.append(others)
+                    outcome, _, _ = await answer(store, llm, item, heard, f"r{index}", alternatives)
                 retried.append((item, outcome))
                 if args.show and outcome != "correct":
-                    print(f"audio miss: {item} heard {heard} -> {outcome}")
+                    also = f" (also {alternatives})" if any(alternatives) else ""
+                    print(f"audio miss: {item} heard {heard}{also} -> {outcome}")
             n = len(first)
             report(f"end to end from audio, first answer ({n} EN answers, 3 speeds)", first)
             report("end to end from audio, with read-back (a refused value said again)", retried)

@@ -397,6 +397,7 @@ class Pipeline:
             if turn is None:
                 reply = await self.policy.start(ctx)
             else:
+                ctx.alternatives = session.expect.alternatives(turn.text)
                 reply = await self.policy.on_user_turn(turn.text, ctx)
             session.expecting = reply.expecting if reply is not None else None
             session.expect.hint = reply.hint() if reply is not None else None

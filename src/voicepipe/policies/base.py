@@ -67,6 +67,10 @@ class PolicyContext:
     (a tool call while a filler line is spoken), is cancelled on barge-in
     like the reply, and is waited for before the next turn (shield what
     must finish). ``tool_ms`` is the policy's tool time, for ``metrics``.
+    ``alternatives`` are other readings of the user's turn the STT found,
+    less sure than the text it reported (best first; see
+    :class:`~voicepipe.providers.base.Expectation`): a value taken from one
+    should be confirmed with the caller.
     """
 
     llm: LLM
@@ -74,6 +78,7 @@ class PolicyContext:
     emit: Callable[[Event], Awaitable[None]] = _discard
     task_group: TaskGroup | None = None
     tool_ms: float | None = None
+    alternatives: tuple[str, ...] = ()
 
 
 @runtime_checkable

@@ -313,7 +313,7 @@ class FormPolicy:
             return self._say(ctx, self._prompt or field.question)
         if command == "back":
             return self._go_back(ctx)
-        answer = text
+        answer, alternatives = text, ctx.alternatives
         if self._pending is not None:
             words = spoken_language(self.language)
             verdict = spoken_yes_no(text, words)
@@ -327,14 +327,23 @@ class FormPolicy:
                 if len(_words(rest)) < 2 and not parse_answer(field, rest, words):
                     return self._ask(ctx, field, self._line("try_again"))
                 answer = rest
+                alternatives = tuple(strip_no(a, words) for a in alternatives)
             # Anything else is a new answer to the same question.
         if command == "skip" and not field.required:
             return await self._skip(ctx, field, text, "skipped at the user's request")
-        return await self._extract(ctx, field, text, answer)
+        return await self._extract(ctx, field, text, answer, alternatives)
 
-    async def _extract(self, ctx: PolicyContext, field: Field, text: str, answer: str) -> Reply:
+    async def _extract(
+        self,
+        ctx: PolicyContext,
+        field: Field,
+        text: str,
+        answer: str,
+        alternatives: tuple[str, ...] = (),
+    ) -> Reply:
         """Read the value from ``answer`` (``text`` without a leading "no"): by the parser
-        when it is clear, else by the LLM, whose value must be one the caller said."""
+        when it is clear, else from the STT's less sure ``alternatives`` (read back),
+        else by the LLM, whose value must be one the caller said."""
         words = spoken_language(self.language)
         parsed = parse(field, answer, words)
         if len(parsed.values) == 1:
@@ -342,6 +351,14 @@ class FormPolicy:
             # want") hint at a misheard value: read it back instead of storing it.
             check = bool(unclear(field, answer, words))
             return await self._answer(ctx, field, parsed.values[0], text, "valid", check=check)
+        if not parsed.values:
+            # The STT was not sure of its words, and heard the expected kind of
+            # answer in them too: ask "did you say ...?" rather than again.
+            for other in alternatives:
+                values = parse_answer(field, other, words)
+                if len(values) == 1:
+                    why = "valid (the STT's other reading)"
+                    return await self._answer(ctx, field, values[0], other, why, check=True)
         if not parsed.values and field.type in _PARSER_ONLY:
             if parsed.errors:
                 say = parsed.errors[0]

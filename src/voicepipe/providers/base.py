@@ -138,12 +138,36 @@ class Expectation:
 
     The STT reads ``hint`` when it decides what an utterance said; None
     means free speech. One per session: STT objects are shared by sessions.
+
+    The other way round, an STT that found other readings of a turn (less
+    sure than the one it reported: an n-best list, or the turn as a grammar
+    of the expected answers heard it) notes them with :meth:`note`; the
+    pipeline hands them to the policy with that turn
+    (``PolicyContext.alternatives``), which should confirm a value it takes
+    from one with the caller rather than store it.
     """
 
-    __slots__ = ("hint",)
+    __slots__ = ("_alternatives", "hint")
+
+    _KEPT = 8  # turns whose alternatives are kept: the STT may run ahead of the replies
 
     def __init__(self, hint: STTHint | None = None) -> None:
         self.hint = hint
+        self._alternatives: dict[str, tuple[str, ...]] = {}
+
+    def note(self, text: str, alternatives: Sequence[str]) -> None:
+        """The STT reported the turn ``text``, and heard it as ``alternatives`` too (best first)."""
+        kept = tuple(a for a in alternatives if a and a != text)
+        self._alternatives.pop(text, None)
+        if kept:
+            self._alternatives[text] = kept
+            while len(self._alternatives) > self._KEPT:
+                del self._alternatives[next(iter(self._alternatives))]
+
+    def alternatives(self, text: str) -> tuple[str, ...]:
+        """The other readings noted for the turn ``text`` (empty if none, or if turns were
+        joined into ``text``: the alternatives were of a part of it)."""
+        return self._alternatives.get(text, ())
 
 
 @runtime_checkable

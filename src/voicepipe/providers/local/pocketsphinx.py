@@ -53,6 +53,7 @@ from voicepipe.providers.local.sphinx_grammars import grammar_for, rival_for
 from voicepipe.segmenter import VAD, default_vad
 
 __all__ = [
+    "ALTERNATIVE_MARGIN",
     "CMN_INIT",
     "GRAMMAR_WIP",
     "UNCONFIRMED_MARGIN",
@@ -83,6 +84,13 @@ UNCONFIRMED_MARGIN = -9.5
 # words fit any speech) but sounded 0.42 alike or less; readings of real answers
 # ("the chicken please" for "the chicken place") 0.5 and above (benchmarks/forms).
 UNCONFIRMED_SIMILARITY = 0.5
+# How much worse per frame a grammar's reading that failed the checks above may score
+# and still be offered as the turn's alternative reading, which a policy reads back
+# ("did you say chicken?") instead of asking again. Readings of answers the general
+# model misheard ("chicken" heard as "take it", "i'm eighty eight" as "i maybe they")
+# scored -5.8 to -12.9; the grammars forced onto speech that was no answer ("what is
+# the capital of france", "sorry what", "i'd rather not say") -14.4 and below.
+ALTERNATIVE_MARGIN = -13.5
 # The word insertion penalty of the grammar decodes (the general model keeps the
 # engine's 0.65). A grammar of digits or letters at 0.65 hears a held "eight" as
 # "eight eight"; at 0.01 the phone answers of benchmarks/forms read right 55 times
@@ -239,7 +247,8 @@ class _Turns:
         text = self._hypothesis()
         if not text:  # a noise, not words
             return []
-        text = self._narrowed(text)
+        text, alternatives = self._narrowed(text)
+        self.expect.note(text, alternatives)
         # The silence waited for (audio time) plus the final decode (wall time).
         endpoint = self.silent * self.frame_ms + (time.perf_counter() - started) * 1000
         return [
@@ -251,19 +260,24 @@ class _Turns:
         hyp = self.decoder.hyp()
         return str(hyp.hypstr).strip() if hyp is not None else ""
 
-    def _narrowed(self, text: str) -> str:
-        """``text`` (the general model's), or the utterance as the hint's grammar hears it.
+    def _narrowed(self, text: str) -> tuple[str, tuple[str, ...]]:
+        """``text`` (the general model's), or the utterance as the hint's grammar hears it;
+        and the other reading, if one was found but not taken.
 
         A reading that will be read back is taken as is; one that will not
         must sound like ``text`` (:data:`UNCONFIRMED_SIMILARITY`) and score
-        within :data:`UNCONFIRMED_MARGIN` per frame of ``text``'s.
+        within :data:`UNCONFIRMED_MARGIN` per frame of ``text``'s. A reading
+        that fails those checks but scores within :data:`ALTERNATIVE_MARGIN`
+        is passed on as an alternative (:meth:`Expectation.note`): a policy
+        may read its value back ("did you say chicken?") rather than ask
+        again, never store it unconfirmed.
         """
         hint = self.expect.hint
         if hint is None:
-            return text
+            return text, ()
         grammar = grammar_for(hint, self.decoder.lookup_word)
         if grammar is None:
-            return text
+            return text, ()
         pcm = b"".join(self.utterance)
         cmn_after = self.decoder.get_cmn()
         try:
@@ -273,20 +287,20 @@ class _Turns:
                 self.grammar = grammar
             heard, score = self._decode_with("hint", pcm)
             if not heard or heard == text or hint.confirmed:
-                return heard or text
-            similarity = self._sounds_alike(heard, text)
-            if similarity < UNCONFIRMED_SIMILARITY:
-                _log.debug("grammar %r vs %r: %.2f alike", heard, text, similarity)
-                return text
+                return heard or text, ()
             rival = rival_for(text)
             if rival is None:
-                return text
+                return text, ()
             self._add_grammar("heard", rival)
             _, rival_score = self._decode_with("heard", pcm)
-            frames = max(1, self.decoder.n_frames())
-            margin = (score - rival_score) / frames
-            _log.debug("grammar %r vs %r: %.2f per frame", heard, text, margin)
-            return heard if margin >= UNCONFIRMED_MARGIN else text
+            margin = (score - rival_score) / max(1, self.decoder.n_frames())
+            similarity = self._sounds_alike(heard, text)
+            _log.debug(
+                "grammar %r vs %r: %.2f alike, %.2f per frame", heard, text, similarity, margin
+            )
+            if similarity >= UNCONFIRMED_SIMILARITY and margin >= UNCONFIRMED_MARGIN:
+                return heard, ()
+            return text, (heard,) if margin >= ALTERNATIVE_MARGIN else ()
         finally:
             self.decoder.activate_search()
             self.decoder.set_cmn(cmn_after)

@@ -166,14 +166,31 @@ public <answer> = [<yes_no>] [<lead>] <date>;
 """
 
 
+def _number(hint: STTHint, known: Callable[[str], str | None]) -> str:
+    # A whole number below a million in words, with the few phrases around an amount or
+    # an age ("i'm", "about", "years old"); said digit by digit too ("seven five").
+    return f"""
+public <answer> = [<yes_no>] [<lead>] <number> [<after>];
+<lead> = [um | uh] [i'm | i am | it's | it is | about | around];
+<after> = years | years old | years of age | please;
+<number> = <below_thousand> [thousand [[and] <below_thousand>]] | <digit> <digit>+;
+<below_thousand> = <below_hundred> | <unit> hundred [[and] <below_hundred>] | hundred;
+<below_hundred> = {_UNITS} | {_TEENS} | <tens> [{_UNITS}] | zero;
+<unit> = a | {_UNITS};
+<tens> = twenty | thirty | forty | fifty | sixty | seventy | eighty | ninety;
+<digit> = {_alternatives(_DIGITS)};
+"""
+
+
 KINDS: dict[str, Callable[[STTHint, Callable[[str], str | None]], str | None]] = {
     "phone": _phone,
     "email": _email,
     "choice": _choice,
     "date": _date,
+    "number": _number,
 }
-"""The hint kinds a grammar is built for. Numbers and yes/no are left to the
-general model, which hears them well (see docs/forms.md)."""
+"""The hint kinds a grammar is built for. Yes/no is left to the general
+model, which hears it well (see docs/forms.md)."""
 
 
 def grammar_for(hint: STTHint, known: Callable[[str], str | None]) -> str | None:
