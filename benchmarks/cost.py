@@ -25,12 +25,18 @@ allocations of a reply happen to trigger then walk the sessions' objects, not
 every imported module's, which makes the per-reply figure steadier. ``--cpu`` measures CPU time per
 chunk instead (no valgrind; noisy on a shared machine); ``--objects`` counts
 the objects the garbage collector tracks per live session (what a full
-collection walks), e.g. ``--objects --sessions 200``.
+collection walks), e.g. ``--objects --sessions 200``. The producer takes its
+trip through the loop with ``asyncio.sleep(0)`` on asyncio, as a transport's
+inbox waits on a bare future; ``--anyio-checkpoint`` uses
+``anyio.lowlevel.checkpoint`` as this script did before (its backend lookup
+is about 5,500 instructions a chunk that no transport pays).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import functools
 import gc
 import os
 import re
@@ -42,8 +48,16 @@ from collections.abc import AsyncIterator
 import anyio
 
 
-async def sessions(n: int, chunks: int, *, speak: bool, pipeline: bool = True) -> int:
-    """Run ``n`` sessions of ``chunks`` chunks each; return the chunks pulled."""
+async def sessions(
+    n: int, chunks: int, *, speak: bool, pipeline: bool = True, anyio_checkpoint: bool = False
+) -> int:
+    """Run ``n`` sessions of ``chunks`` chunks each; return the chunks pulled.
+
+    The producer takes each chunk after a trip through the event loop: on
+    asyncio ``asyncio.sleep(0)``, as a transport's inbox waits on a bare
+    future (``anyio.lowlevel.checkpoint`` looks the backend up on every call,
+    the benchmark's own cost; ``anyio_checkpoint`` measures with it).
+    """
     import numpy as np
 
     from voicepipe import AudioChunk, AudioFormat, Pipeline
@@ -55,6 +69,13 @@ async def sessions(n: int, chunks: int, *, speak: bool, pipeline: bool = True) -
     tone = (5000 * np.sin(2 * np.pi * 300 * t)).astype("<i2").tobytes()
     pulled = 0
     answered = 0
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # trio
+        anyio_checkpoint = True
+    checkpoint = (
+        anyio.lowlevel.checkpoint if anyio_checkpoint else functools.partial(asyncio.sleep, 0)
+    )
 
     async def session(index: int) -> None:
         nonlocal answered
@@ -63,7 +84,7 @@ async def sessions(n: int, chunks: int, *, speak: bool, pipeline: bool = True) -
         async def audio() -> AsyncIterator[bytes]:
             nonlocal pulled
             for i in range(chunks):
-                await anyio.lowlevel.checkpoint()
+                await checkpoint()
                 pulled += 1
                 yield tone if i in speaking else silence
 
@@ -94,7 +115,13 @@ def child(args: argparse.Namespace) -> None:
         if args.gc == "frozen":
             gc.collect()
             gc.freeze()  # as a server does after start-up: the modules are never walked
-        await sessions(args.sessions, args.chunks, speak=args.speak, pipeline=not args.bare)
+        await sessions(
+            args.sessions,
+            args.chunks,
+            speak=args.speak,
+            pipeline=not args.bare,
+            anyio_checkpoint=args.anyio_checkpoint,
+        )
 
     anyio.run(main, backend=args.backend, backend_options=_options(args))
 
@@ -121,6 +148,7 @@ def instructions(args: argparse.Namespace, n: int, chunks: int, *extra: str) -> 
         args.gc,
         "--chunks",
         str(chunks),
+        *(["--anyio-checkpoint"] if args.anyio_checkpoint else []),
         *extra,
     ]
     env = {**os.environ, "PYTHONHASHSEED": "0"}  # the same string hashes in every run
@@ -223,6 +251,12 @@ def main() -> None:
         "then walk the sessions' objects only, not the imported modules)",
     )
     parser.add_argument("--cpu", action="store_true", help="CPU time instead of valgrind")
+    parser.add_argument(
+        "--anyio-checkpoint",
+        action="store_true",
+        help="the producer takes its loop trip with anyio.lowlevel.checkpoint (as before; it "
+        "costs a backend lookup per chunk that no transport pays), not asyncio.sleep(0)",
+    )
     parser.add_argument("--repeat", type=int, default=5, help="with --cpu: runs of each")
     parser.add_argument(
         "--objects", action="store_true", help="objects the GC tracks per live session"
