@@ -25,7 +25,11 @@ allocations of a reply happen to trigger then walk the sessions' objects, not
 every imported module's, which makes the per-reply figure steadier. ``--cpu`` measures CPU time per
 chunk instead (no valgrind; noisy on a shared machine); ``--objects`` counts
 the objects the garbage collector tracks per live session (what a full
-collection walks), e.g. ``--objects --sessions 200``. The producer takes its
+collection walks), e.g. ``--objects --sessions 200``; ``--collections`` runs
+speaking sessions (``--sessions 1000 --chunks 225 --gc frozen``) and prints
+the collector's collections per generation, the objects each examined and
+the garbage each found, with the generation-0 threshold at 20,000 as
+``voicepipe serve`` sets it (``--gc-threshold``). The producer takes its
 trip through the loop with ``asyncio.sleep(0)`` on asyncio, as a transport's
 inbox waits on a bare future; ``--anyio-checkpoint`` uses
 ``anyio.lowlevel.checkpoint`` as this script did before (its backend lookup
@@ -190,6 +194,35 @@ def cpu(args: argparse.Namespace) -> None:
     anyio.run(main, backend=args.backend, backend_options=_options(args))
 
 
+def collections(args: argparse.Namespace) -> None:
+    """The collector's collections during speaking sessions, per generation: how many,
+    how many objects each examined, how much garbage each found. Every chunk comes
+    after a loop trip, not a timed sleep, so the counts do not move with the load."""
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from benchmarks.run import GCPauses
+
+    async def main() -> None:
+        await sessions(2, 40, speak=True)  # lazy imports and caches
+        gc.collect()
+        if args.gc == "frozen":
+            gc.freeze()
+        gc.set_threshold(args.gc_threshold, *gc.get_threshold()[1:])
+        pauses = GCPauses(count_objects=True)
+        gc.callbacks.append(pauses)
+        try:
+            await sessions(args.sessions, args.chunks, speak=True)
+        finally:
+            gc.callbacks.remove(pauses)
+        print(
+            f"{_name(args)}, {args.sessions} sessions of {args.chunks} chunks and one reply, "
+            f"generation-0 threshold {args.gc_threshold}"
+            f"{', collector frozen' if args.gc == 'frozen' else ''}:"
+        )
+        print(pauses.report())
+
+    anyio.run(main, backend=args.backend, backend_options=_options(args))
+
+
 def objects(args: argparse.Namespace) -> None:
     """Objects the garbage collector tracks per live session (silent, mid-way), and
     how many of them stay after a full collection (the rest is garbage it had to find)."""
@@ -261,6 +294,15 @@ def main() -> None:
     parser.add_argument(
         "--objects", action="store_true", help="objects the GC tracks per live session"
     )
+    parser.add_argument(
+        "--collections",
+        action="store_true",
+        help="the collector's collections per generation during speaking sessions, e.g. "
+        "--collections --sessions 1000 --chunks 225 --gc frozen",
+    )
+    parser.add_argument(
+        "--gc-threshold", type=int, default=20000, help="with --collections (serve's: 20000)"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--speak", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
@@ -273,6 +315,9 @@ def main() -> None:
         return
     if args.objects:
         objects(args)
+        return
+    if args.collections:
+        collections(args)
         return
     n, c = args.sessions, args.chunks
     empty = instructions(args, 0, c)
