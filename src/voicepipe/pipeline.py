@@ -110,6 +110,8 @@ class _Feeding:
 
 _Source = Callable[[LiveSession, _Feeding, TaskGroup], Coroutine[Any, Any, None]]
 
+_BARGE_IN = BargeIn()  # the default, shared (frozen): not two more objects per session
+
 
 class Pipeline:
     """A voice session composed of an STT, an LLM, a TTS and a policy.
@@ -151,7 +153,7 @@ class Pipeline:
         self.input_format = input_format or AudioFormat()
         self.output_format = output_format or (tts.output_format if tts else None)
         self.barge_in: BargeIn | None = (
-            barge_in if isinstance(barge_in, BargeIn) else BargeIn() if barge_in else None
+            barge_in if isinstance(barge_in, BargeIn) else _BARGE_IN if barge_in else None
         )
         self.turn_detector: TurnDetector | None = (
             LocalTurnDetector() if turn_detector is True else turn_detector or None
@@ -334,7 +336,6 @@ class Pipeline:
         self, audio: AsyncIterable[bytes], session: LiveSession
     ) -> AsyncIterator[bytes]:
         """The caller's audio, with malformed chunks reported and dropped."""
-        check = self.input_format.check_chunk
         frame = self.input_format.frame_size
         limit = self.max_chunk_bytes
         iterator = aiter(audio)
@@ -350,7 +351,7 @@ class Pipeline:
                     yield chunk
                     continue
                 try:
-                    data = check(chunk)
+                    data = self.input_format.check_chunk(chunk)  # (not bound for the session)
                     if len(data) > limit:
                         raise AudioFormatError(
                             f"audio chunk of {len(data)} bytes is over the {limit}-byte limit; "
