@@ -95,6 +95,12 @@ class Backchannels:
 
 
 @functools.lru_cache(maxsize=64)
+def _shared(languages: tuple[str, ...], extra: frozenset[str]) -> Backchannels:
+    """One :class:`Backchannels` per word lists, shared by the sessions (it holds no state)."""
+    return Backchannels(languages, extra)
+
+
+@functools.lru_cache(maxsize=64)
 def _phrases(languages: tuple[str, ...], extra: frozenset[str]) -> tuple[frozenset[str], int]:
     """The backchannel phrases and the longest one's word count, built once per word lists."""
     merged = words_for(BACKCHANNELS, languages) | {" ".join(tokens(p)) for p in extra}
@@ -116,7 +122,9 @@ class BargeInJudge:
 
     def __init__(self, config: BargeIn | None = None) -> None:
         self.config = config or BargeIn()
-        self.backchannels = Backchannels(self.config.languages, self.config.extra_backchannels)
+        self.backchannels = _shared(
+            tuple(self.config.languages), frozenset(self.config.extra_backchannels)
+        )
         self.paused_at: float | None = None  # the reply is paused since then
         self._heard_at = 0.0  # last sign of the caller (speech start or words) while paused
         self._speech_at = 0.0  # when the caller's current speech started
