@@ -21,7 +21,7 @@ collection examined (slower: not for lag figures). Figures depend on the machine
 compare runs on the same one, and on a shared machine compare the CPU per
 chunk, not the lag.
 
-Why the threshold matters here: the sessions' objects (about 160 each,
+Why the threshold matters here: the sessions' objects (about 150 each,
 ``benchmarks/cost.py --objects``) soon reach the oldest generation, and the
 collector's next look at it (every 100 collections of the youngest) is a
 full collection that walks them all: a pause of tens of milliseconds per
