@@ -6,6 +6,7 @@ is a valid sequence for an OpenAI-compatible provider.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Sequence
 
 import anyio
@@ -374,28 +375,59 @@ async def test_memory_window_never_starts_inside_a_tool_round() -> None:
         assert call[1].role != "tool"
 
 
-async def test_a_caller_leaving_during_a_tool_call_leaves_nothing_behind() -> None:
-    finished: list[str] = []
+async def test_a_caller_leaving_during_a_tool_call_cancels_it_at_once() -> None:
+    # A cut lets a started round finish (its result is kept for the next turn), but the
+    # session's end does not wait for it: with nobody left to hear the answer, the caller
+    # leaving must not hold the session for the tool's whole timeout.
+    started, ended = anyio.Event(), []
 
     async def get_weather(city: str) -> str:
         """Today's weather in a city."""
-        await anyio.sleep(0.05)  # still running when the caller leaves
-        finished.append(city)
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            ended.append(city)
         return WEATHER[city]
 
     llm = FakeLLM([ToolCall("get_weather", {"city": "Paris"}), "Sunny."])
-    policy = ConversationPolicy(tools=[get_weather], filler=None)
+    policy = ConversationPolicy(tools=[get_weather], filler=None, tool_timeout=3600)
     pipeline = Pipeline(llm=llm, tts=FakeTTS(), policy=policy, event_buffer=1)
-    with anyio.fail_after(10):
+    with anyio.fail_after(30):  # (without the fix: the tool's 3,600 s)
         async with pipeline.run_text(["weather?"]) as stream:
             async for event in stream:
                 if isinstance(event, ToolCallEvent):
-                    break  # stop reading with the tool running: its result has nowhere to go
+                    await started.wait()
+                    break  # stop reading with the tool running
 
-    assert finished == ["Paris"]  # the started call finished
-    assert_valid_history(policy.history)
-    assert [m.role for m in policy.history] == ["user", "assistant", "tool"]
+    assert ended == ["Paris"]  # cancelled, not left running
+    assert_valid_history(policy.history)  # no call without its result
+    assert [m.role for m in policy.history] == ["user"]
     assert llm.open_streams == 0
+
+
+async def test_a_caller_leaving_during_a_stuck_sync_tool_is_not_held_by_it() -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def get_weather(city: str) -> str:
+        """Today's weather in a city."""
+        started.set()
+        release.wait()
+        return WEATHER[city]
+
+    llm = FakeLLM([ToolCall("get_weather", {"city": "Paris"}), "Sunny."])
+    policy = ConversationPolicy(tools=[get_weather], filler=None, tool_timeout=3600)
+    pipeline = Pipeline(llm=llm, tts=FakeTTS(), policy=policy)
+    try:
+        with anyio.fail_after(30):
+            async with pipeline.run_text(["weather?"]) as stream:
+                async for event in stream:
+                    if isinstance(event, ToolCallEvent):
+                        await anyio.to_thread.run_sync(started.wait)
+                        break
+        assert [m.role for m in policy.history] == ["user"]
+    finally:
+        release.set()  # the abandoned thread returns; nothing waits for it
 
 
 async def test_a_repeated_call_id_runs_once() -> None:

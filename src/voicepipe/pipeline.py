@@ -289,6 +289,7 @@ class Pipeline:
         log.warning("session %s ends: %s failed: %s", self.session_id, stage, message)
         session.finish_reason = "error"
         session.failed = True  # a reply going on (or starting) while this is sent says no more
+        session.end_outlasting()
         interrupted = session.cut()  # the reply in progress stops: say so, like any cut
         if interrupted is not None:
             await session.emit(interrupted)
@@ -389,7 +390,7 @@ class Pipeline:
             turn.endpoint_ms if turn else None,
             turn.wait_ms if turn else None,
         )
-        ctx = PolicyContext(self.llm, Usage(), session.emit)
+        ctx = PolicyContext(self.llm, Usage(), session.emit, outlast=session.outlast_cut)
         reply: Reply | None = None
         fatal: ProviderError | PolicyError | None = None
         session.reply_state = state
@@ -419,6 +420,7 @@ class Pipeline:
             fatal = await self._failed(session, exc)
         finally:
             session.reply_scope = session.reply_state = ctx.task_group = None
+            session.outlasting = None  # what outlived a cut has ended with the reply
         interrupted = state.interrupted
         if interrupted:
             await session.after_cut()

@@ -66,6 +66,7 @@ class LiveSession:
         self.send = send
         self.scope: anyio.CancelScope | None = None  # the running session's (see _left)
         self._inflight: anyio.CancelScope | None = None  # a reply piece waiting for room
+        self.outlasting: list[anyio.CancelScope] | None = None  # see outlast_cut
         self._resuming = False  # resume() was called: the gate opens once `resumed` is out
         self._announced: anyio.Event | None = None  # set once a cut's `interrupted` is out
         self.paced = paced
@@ -134,6 +135,7 @@ class LiveSession:
                 await self.send.send(event)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 self.gone = True
+                self.end_outlasting()
                 if self.scope is not None:
                     self.scope.cancel()
             finally:
@@ -143,9 +145,30 @@ class LiveSession:
         """The session is over: drop a reply piece still waiting for room."""
         if self._inflight is not None:
             self._inflight.cancel()
+        self.end_outlasting()
+
+    def outlast_cut(self, scope: anyio.CancelScope) -> None:
+        """Have ``scope`` (shielded, so a cut does not reach it) cancelled when the session ends.
+
+        The reply's work that a barge-in must let finish (a tool round) must
+        still not hold a session whose caller has left for its whole timeout.
+        """
+        if self.gone or self.failed:
+            scope.cancel()
+        elif self.outlasting is None:
+            self.outlasting = [scope]
+        else:
+            self.outlasting.append(scope)
+
+    def end_outlasting(self) -> None:
+        """Cancel the scopes registered with :meth:`outlast_cut`: the session is ending."""
+        scopes, self.outlasting = self.outlasting, None
+        for scope in scopes or ():
+            scope.cancel()
 
     async def _left(self) -> None:
         self.gone = True
+        self.end_outlasting()
         if self.scope is not None:
             self.scope.cancel()
         await anyio.lowlevel.checkpoint_if_cancelled()

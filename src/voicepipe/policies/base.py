@@ -11,6 +11,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from anyio import CancelScope
 from anyio.abc import TaskGroup
 
 from voicepipe.events import Event
@@ -66,7 +67,8 @@ class PolicyContext:
     inside its cancel scope: work started there runs beside the reply text
     (a tool call while a filler line is spoken), is cancelled on barge-in
     like the reply, and is waited for before the next turn (shield what
-    must finish). ``tool_ms`` is the policy's tool time, for ``metrics``.
+    must finish, with :meth:`shield_from_cut`). ``tool_ms`` is the policy's
+    tool time, for ``metrics``.
     ``alternatives`` are other readings of the user's turn the STT found,
     less sure than the text it reported (best first; see
     :class:`~voicepipe.providers.base.Expectation`): a value taken from one
@@ -79,6 +81,22 @@ class PolicyContext:
     task_group: TaskGroup | None = None
     tool_ms: float | None = None
     alternatives: tuple[str, ...] = ()
+    outlast: Callable[[CancelScope], None] | None = None  # the session's (shield_from_cut)
+
+    def shield_from_cut(self) -> CancelScope:
+        """A cancel scope for work a cut must let finish but the session's end must stop.
+
+        Shielded, so a barge-in (which cancels the reply) does not reach
+        inside: a tool round finishes and its results stay in history. The
+        session ending (the caller left or cancelled it, a provider failed for
+        good) cancels it, so such work never holds a closing session for its
+        whole timeout. Work that must outlive even that (storing a form
+        answer) uses ``anyio.CancelScope(shield=True)`` with a time bound.
+        """
+        scope = CancelScope(shield=True)
+        if self.outlast is not None:
+            self.outlast(scope)
+        return scope
 
 
 @runtime_checkable

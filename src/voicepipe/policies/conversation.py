@@ -231,12 +231,13 @@ class ConversationPolicy:
     ) -> None:
         """Run one round of calls at once and record them with their results.
 
-        Shielded: once started, the calls finish (each within the timeout)
-        even if the reply is cancelled by barge-in, and the history always
-        holds each call together with its result.
+        Shielded from a cut: once started, the calls finish (each within the
+        timeout) even if the reply is cancelled by barge-in, and the history
+        always holds each call together with its result. The session's end
+        cancels them (nobody is left to hear the answer).
         """
         try:
-            with anyio.CancelScope(shield=True):
+            with ctx.shield_from_cut():
                 started = anyio.current_time()
                 for call in calls:
                     await self._emit(ctx, ToolCallEvent(**_call_fields(call)))
