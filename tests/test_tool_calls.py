@@ -427,7 +427,10 @@ async def test_a_caller_leaving_during_a_stuck_sync_tool_is_not_held_by_it() -> 
                         break
         assert [m.role for m in policy.history] == ["user"]
     finally:
-        release.set()  # the abandoned thread returns; nothing waits for it
+        release.set()  # the abandoned thread returns (joined: other tests count threads)
+        for thread in threading.enumerate():
+            if thread.name == "voicepipe tool get_weather":
+                await anyio.to_thread.run_sync(thread.join, 10)
 
 
 async def test_a_repeated_call_id_runs_once() -> None:
