@@ -67,7 +67,13 @@ def test_an_email_address_being_asked_for_waits_for_its_domain() -> None:
     assert detector.judge("ana@example.com", expecting="email").complete
 
 
-@pytest.mark.parametrize("reply", ["yes", "Yes.", "that's right", "no", "nope", "sí", "correcto"])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        *("yes", "Yes.", "that's right", "no", "nope", "sí", "correcto"),
+        *("yes yes", "uh yes", "yes please", "yes, correct", "no no no", "sí sí", "um no"),
+    ],
+)
 @pytest.mark.parametrize("kind", ["phone", "email"])
 def test_a_yes_or_no_to_a_read_back_ends_the_turn(reply: str, kind: str) -> None:
     # A read-back ("I have ... Is that right?") still expects the field's kind, since the
@@ -79,6 +85,11 @@ def test_a_correction_to_a_read_back_still_waits_for_the_value() -> None:
     assert detector.judge("no it's ana at", expecting="email").reason == "expecting_email"
     assert detector.judge("no four one five", expecting="phone").reason == "expecting_phone"
     assert detector.judge("sure", expecting="email").reason == "expecting_email"
+    assert detector.judge("yes please four one five", expecting="phone").reason == (
+        "expecting_phone"
+    )
+    assert detector.judge("uh", expecting="phone").reason != "complete"
+    assert detector.judge("please", expecting="email").reason == "expecting_email"
 
 
 def test_values_dictated_in_pieces_lengthen_the_wait_on_open_endings() -> None:

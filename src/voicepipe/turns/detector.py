@@ -106,7 +106,7 @@ class LocalTurnDetector:
         words = tokens(text)
         if not words:
             return TurnDecision(0.0)
-        if expecting in ("phone", "email") and " ".join(words) in _READ_BACK_REPLIES:
+        if expecting in ("phone", "email") and _answers_read_back(words):
             expecting = None  # "yes" or "no" to a read-back of one: nothing more is coming
         if expecting == "phone":
             digits = _count(w for w in words if self._is_digit(w))
@@ -170,7 +170,21 @@ _READ_BACK_REPLIES = frozenset(
         "no es correcto",
     ]
 )
+# Words a read-back reply is made of when it is not a phrase above ("yes please", "no no
+# no", "uh yes", "sí sí"): none of them starts a number or an address ("oh" is a zero).
+_READ_BACK_WORDS = frozenset(
+    ["yes", "yeah", "yep", "yup", "correct", "exactly", "right", "please", "no", "nope", "nah",
+     "wrong", "incorrect", "uh", "um", "sí", "si", "correcto", "exacto", "incorrecto"]
+)
+_FILLERS = frozenset(["uh", "um", "please"])
 # fmt: on
+
+
+def _answers_read_back(words: list[str]) -> bool:
+    """True when the whole turn is a yes or no (possibly repeated or with "uh", "please")."""
+    if " ".join(words) in _READ_BACK_REPLIES:
+        return True
+    return _READ_BACK_WORDS.issuperset(words) and not _FILLERS.issuperset(words)
 
 
 def _count(digits: Iterable[str]) -> int:
