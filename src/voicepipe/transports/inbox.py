@@ -18,11 +18,11 @@ from typing import Generic, TypeVar
 
 import anyio
 
+from voicepipe.channel import _Waiter, _wake  # one waiter kind for the core's queues and this
+
 __all__ = ["Inbox"]
 
 T = TypeVar("T")
-
-_Waiter = asyncio.Future[None] | anyio.Event
 
 
 class Inbox(Generic[T]):
@@ -128,11 +128,3 @@ async def _wait(waiter: _Waiter) -> None:
         await waiter
     else:
         await waiter.wait()
-
-
-def _wake(waiter: _Waiter) -> None:
-    if isinstance(waiter, asyncio.Future):
-        if not waiter.done():  # a cancelled wait leaves a cancelled future
-            waiter.set_result(None)
-    else:
-        waiter.set()
