@@ -375,18 +375,11 @@ class _Connection:
             self._set_tap(self._pcm_nowait)
 
     def _pcm_nowait(self, pcm: bytes) -> bool:
-        """:meth:`_frame_nowait` for a dialect that hears audio as is: its checks and
-        :meth:`audio_nowait`'s in one call, the dialect's in none (this runs for every
-        frame of every session)."""
-        if self.closing or self.input_ended or not pcm or len(pcm) > self.max_frame_bytes:
+        """:meth:`_frame_nowait` for a dialect that hears audio as is: the frame size
+        check, then :meth:`audio_nowait`, with no call through the dialect."""
+        if len(pcm) > self.max_frame_bytes:
             return False  # the reader decides, in order
-        size = self.audio_bytes + len(pcm)
-        if self.max_audio_bytes is not None and size > self.max_audio_bytes:
-            return False  # audio() ends the session
-        if not self._audio.put_nowait(pcm):
-            return False  # full: audio() waits
-        self.audio_bytes = size
-        return True
+        return self.audio_nowait(pcm)
 
     async def _read(self, link: _Link) -> None:
         while True:
