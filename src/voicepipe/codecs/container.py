@@ -33,6 +33,14 @@ _FORMATS = {"webm": "webm", "ogg": "ogg", "mp4": "mp4", "mp3": "mp3"}
 MAX_PENDING = 4 << 20
 """Most bytes one :meth:`ContainerDecoder.decode` call may hand over (4 MiB)."""
 
+MAX_PIECE_SECONDS = 600.0
+"""Most audio one :meth:`ContainerDecoder.decode` call, or one clip, may decode to.
+
+Compressed audio is no bound on decoded audio: a few kilobytes of crafted Opus
+packets (each 2 bytes, each 120 ms of concealed silence) decode to hours. Past
+this the piece is refused before its PCM is held, not after.
+"""
+
 
 def _av() -> Any:
     try:
@@ -103,7 +111,9 @@ class ContainerDecoder:
 
     threaded = True
 
-    def __init__(self, container: str, rate: int = 16000) -> None:
+    def __init__(
+        self, container: str, rate: int = 16000, *, max_seconds: float = MAX_PIECE_SECONDS
+    ) -> None:
         if container not in _FORMATS:
             raise CodecError(
                 f"no container decoder for {container!r}; use one of {', '.join(_FORMATS)}"
@@ -111,6 +121,8 @@ class ContainerDecoder:
         _av()
         self.name = container
         self.rate = rate
+        self.max_seconds = max_seconds
+        self._max_out = _max_bytes(rate, max_seconds)
         self.samples = 0
         """PCM samples returned so far."""
         self._cv = threading.Condition()
@@ -206,6 +218,13 @@ class ContainerDecoder:
     def _emit(self, pcm: bytes) -> None:
         with self._cv:
             self._out += pcm
+            if len(self._out) > self._max_out:
+                self._out.clear()
+                raise CodecError(
+                    f"one piece of the {_NAMES[self.name]} stream decoded to more than "
+                    f"{self.max_seconds:g} s of audio; send the stream as it is recorded, "
+                    "in pieces of a few seconds"
+                )
 
     def _work(self) -> None:
         try:
@@ -244,11 +263,22 @@ def _decode_all(source: Any, fmt: str, rate: int, emit: Callable[[bytes], None])
             emit(out.to_ndarray().tobytes())
 
 
-def decode_clip(data: bytes, rate: int = 16000, container: str | None = None) -> bytes:
+def _max_bytes(rate: int, seconds: float) -> int:
+    return int(rate * seconds) * 2
+
+
+def decode_clip(
+    data: bytes,
+    rate: int = 16000,
+    container: str | None = None,
+    *,
+    max_seconds: float = MAX_PIECE_SECONDS,
+) -> bytes:
     """Decode a whole WebM/Ogg/MP4/MP3 clip in memory to PCM16 mono at ``rate``.
 
     ``container`` is sniffed from the first bytes when not given. It costs a
-    few milliseconds per second of audio: call it off the event loop.
+    few milliseconds per second of audio: call it off the event loop. A clip
+    of more than ``max_seconds`` is refused.
     """
     kind = container or sniff(data[:64])
     if kind is None:
@@ -259,8 +289,21 @@ def decode_clip(data: bytes, rate: int = 16000, container: str | None = None) ->
     if kind not in _FORMATS:
         raise CodecError(f"no container decoder for {kind!r}; use one of {', '.join(_FORMATS)}")
     chunks: list[bytes] = []
+    size, limit, name = 0, _max_bytes(rate, max_seconds), _NAMES[kind]
+
+    def emit(pcm: bytes) -> None:
+        nonlocal size
+        size += len(pcm)
+        if size > limit:
+            chunks.clear()
+            raise CodecError(
+                f"the {name} clip decodes to more than {max_seconds:g} s of audio; "
+                "send clips shorter than that"
+            )
+        chunks.append(pcm)
+
     try:
-        _decode_all(io.BytesIO(data), _FORMATS[kind], rate, chunks.append)
+        _decode_all(io.BytesIO(data), _FORMATS[kind], rate, emit)
     except CodecError:
         raise
     except Exception as exc:
