@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.codec_support import safari_mp4
+from tests.support import tone
 from voicepipe.codecs import CodecError, open_decoder
 from voicepipe.codecs.container import MAX_PIECE_SECONDS, decode_clip
 
@@ -60,3 +62,13 @@ def test_a_few_kilobytes_that_decode_to_hours_of_audio_are_refused_not_held(
     decoder.close()
     with pytest.raises(CodecError, match=f"more than {MAX_PIECE_SECONDS:g} s of audio"):
         decode_clip(bomb, RATE)
+
+
+def test_bytes_after_the_end_of_a_stream_are_refused_not_held() -> None:
+    decoder = open_decoder("mp4", RATE)
+    assert decoder.decode(safari_mp4(tone(500)))
+    decoder.decode(bytes(10_000))  # the MP4 demuxer ends its stream here
+    with pytest.raises(CodecError, match=r"the MP4 stream ended after \d+ bytes"):
+        for _ in range(5):
+            decoder.decode(bytes(10_000))
+    decoder.close()

@@ -146,8 +146,14 @@ class ContainerDecoder:
         if self._received < SNIFF_BYTES:
             self._head += data[: SNIFF_BYTES - self._received]
             self._check_head()
-        self._received += len(data)
-        self._pipe.push(data)
+        with self._cv:  # the demuxer may end its stream before the input ends:
+            if self._done:  # nothing would read these bytes, so they must not be held
+                raise CodecError(
+                    f"the {_NAMES[self.name]} stream ended after {self._received} bytes, yet "
+                    f"{len(data)} more came; send one stream per connection, from its first byte"
+                )
+            self._received += len(data)
+            self._pipe.push(data)
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._work, name=f"voicepipe-decode-{self.name}", daemon=True
