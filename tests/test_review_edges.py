@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.codec_support import safari_mp4
+from tests.codec_support import browser_webm, safari_mp4
 from tests.support import tone
 from voicepipe.codecs import CodecError, open_decoder
-from voicepipe.codecs.container import MAX_PIECE_SECONDS, decode_clip
+from voicepipe.codecs.container import MAX_PIECE_SECONDS, MAX_SILENT_BYTES, decode_clip
 
 av: Any = pytest.importorskip("av")
 
@@ -71,4 +71,42 @@ def test_bytes_after_the_end_of_a_stream_are_refused_not_held() -> None:
     with pytest.raises(CodecError, match=r"the MP4 stream ended after \d+ bytes"):
         for _ in range(5):
             decoder.decode(bytes(10_000))
+    decoder.close()
+
+
+def webm_declaring_a_huge_codec_private(size: int = 200_000_000) -> bytes:
+    """A WebM header whose track's CodecPrivate declares ``size`` bytes (FFmpeg allows 256 MB)."""
+    real = browser_webm(tone(100))
+    tracks = real.index(bytes.fromhex("1654AE6B"))
+    unknown = bytes.fromhex("01FFFFFFFFFFFFFF")  # an EBML size of "unknown"
+    return (
+        real[:tracks]
+        + bytes.fromhex("1654AE6B")  # Tracks
+        + unknown
+        + bytes.fromhex("AE")  # TrackEntry
+        + unknown
+        + bytes.fromhex("63A2")  # CodecPrivate
+        + b"\x01"
+        + size.to_bytes(7, "big")
+    )
+
+
+@pytest.mark.parametrize(
+    ("head", "filler"),
+    [
+        pytest.param(webm_declaring_a_huge_codec_private(), bytes(1 << 16), id="huge-element"),
+        pytest.param(browser_webm(tone(100))[:300], b"\x42" * (1 << 16), id="header-then-junk"),
+    ],
+)
+def test_a_stream_that_decodes_to_no_audio_is_refused_before_it_piles_up(
+    head: bytes, filler: bytes
+) -> None:
+    decoder = open_decoder("webm", RATE)
+    decoder.decode(head)
+    fed = 0
+    with pytest.raises(CodecError, match=r"decoded to no audio; expected a WebM stream"):
+        while fed < 3 * MAX_SILENT_BYTES:
+            decoder.decode(filler)
+            fed += len(filler)
+    assert fed <= MAX_SILENT_BYTES + len(filler)
     decoder.close()

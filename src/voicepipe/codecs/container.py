@@ -33,6 +33,15 @@ _FORMATS = {"webm": "webm", "ogg": "ogg", "mp4": "mp4", "mp3": "mp3"}
 MAX_PENDING = 4 << 20
 """Most bytes one :meth:`ContainerDecoder.decode` call may hand over (4 MiB)."""
 
+MAX_SILENT_BYTES = 4 << 20
+"""Most bytes a stream may take in a row without decoding to any audio (4 MiB).
+
+Browsers' streams decode every few kilobytes (an MP3's first audio needs the
+most, about 12 KB). Without a bound, a header whose element declares 200 MB,
+or a header then junk the demuxer skips, would be held, or read, for the
+whole session with no error.
+"""
+
 MAX_PIECE_SECONDS = 600.0
 """Most audio one :meth:`ContainerDecoder.decode` call, or one clip, may decode to.
 
@@ -132,6 +141,7 @@ class ContainerDecoder:
         self._done = False
         self._thread: threading.Thread | None = None
         self._received = 0
+        self._unheard = 0  # bytes taken since the last PCM came out
         self._head = b""
 
     # -- caller side -----------------------------------------------------------
@@ -162,7 +172,16 @@ class ContainerDecoder:
         with self._cv:
             self._cv.wait_for(self._idle)
         self._check()
-        return self._take()
+        out = self._take()
+        self._unheard = 0 if out else self._unheard + len(data)
+        if self._unheard > MAX_SILENT_BYTES:
+            self.close()  # FFmpeg lets go of what it held
+            self._error = CodecError(
+                f"{self._unheard} bytes of the {_NAMES[self.name]} stream in a row decoded to "
+                f"no audio; expected {_expected(self.name)} with audio every few kilobytes"
+            )
+            self._check()
+        return out
 
     def flush(self) -> bytes:
         """End the stream: the PCM still held. Raises if the stream held no audio at all."""
