@@ -4,6 +4,9 @@ reproduces a bug found by review and asserts what the fix guarantees."""
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -110,3 +113,20 @@ def test_a_stream_that_decodes_to_no_audio_is_refused_before_it_piles_up(
             fed += len(filler)
     assert fed <= MAX_SILENT_BYTES + len(filler)
     decoder.close()
+
+
+def test_opening_a_decoder_or_encoder_leaves_pyav_to_import_off_the_event_loop() -> None:
+    # `import av` takes 130-240 ms; a server opens codecs on its event loop, so the
+    # first WebM session would stall every other session that long.
+    code = (
+        "import sys; from voicepipe.audio import AudioFormat\n"
+        "from voicepipe.codecs import open_decoder, open_encoder\n"
+        "open_decoder('webm'); open_encoder('mp3', AudioFormat(24000))\n"
+        "open_encoder('opus', AudioFormat(24000))\n"
+        "print('av' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert result.stdout.strip() == "False"

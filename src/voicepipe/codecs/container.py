@@ -16,6 +16,7 @@ streamed; :func:`decode_clip` decodes any whole clip from memory.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import threading
 from typing import TYPE_CHECKING, Any
@@ -59,6 +60,14 @@ def _av() -> Any:
             "decoding WebM/Ogg/MP4/MP3 needs PyAV: pip install 'voicepipe[codecs]'"
         ) from exc
     return av
+
+
+def _check_av() -> None:
+    """Fail at once if PyAV is missing, without importing it: ``import av`` takes
+    130-240 ms, and codecs are opened on the event loop (the import happens in
+    the first call that does the work, in a worker thread)."""
+    if importlib.util.find_spec("av") is None:
+        raise CodecError("decoding WebM/Ogg/MP4/MP3 needs PyAV: pip install 'voicepipe[codecs]'")
 
 
 def _a(container: str) -> str:
@@ -127,7 +136,7 @@ class ContainerDecoder:
             raise CodecError(
                 f"no container decoder for {container!r}; use one of {', '.join(_FORMATS)}"
             )
-        _av()
+        _check_av()
         self.name = container
         self.rate = rate
         self.max_seconds = max_seconds
