@@ -880,3 +880,17 @@ async def test_a_correction_heard_only_as_an_alternative_is_read_back(store: For
     assert await said(reply) == "I have meat. Is that right?"
     reply = await s.heard("yes")
     assert reply.events[0] == FormProgress(field="meal", value="meat", answered=1, total=1)
+
+
+@pytest.mark.parametrize("correction", ["no,sixty one", "no—sixty one", "no...sixty one"])
+async def test_a_correction_glued_to_its_no_keeps_every_word_of_the_value(
+    store: FormStore, correction: str
+) -> None:
+    # Found by review: the leading "no" was dropped as a whitespace-separated word,
+    # so "no,sixty one" became "one" and 1 was stored.
+    s = Session(store)
+    await s.start()
+    await s.turn("i'm sixty want")
+    reply = await s.turn(correction)
+    assert reply.events == [FormProgress(field="age", value=61, answered=1, total=3)]
+    assert (await stored(store)).answers["age"].value == 61

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from voicepipe.forms.spoken._text import words
+from voicepipe.forms.spoken._text import _WORD, fold, words
 from voicepipe.forms.spoken.languages import EN, LANGUAGES, Language
 
 __all__ = ["strip_no", "yes_no"]
@@ -40,15 +40,12 @@ def yes_no(text: str, lang: Language) -> bool | None:
 
 def strip_no(text: str, lang: Language) -> str:
     """``text`` without the leading no of a correction ("no, it's five" -> "it's five")."""
-    said = words(text)
-    skip = 0
-    while skip < len(said) and (said[skip] in lang.no | EN.no or said[skip] in _FILLER):
-        skip += 1
-    if not skip:
-        return text
-    # Drop the same number of words from the original text, keeping its symbols.
-    rest = text.strip()
-    for _ in range(skip):
-        parts = rest.split(None, 1)
-        rest = parts[1] if len(parts) > 1 else ""
-    return rest.lstrip(" ,.;:-")
+    rest = 0  # where the text after the leading no-words and fillers starts
+    for match in _WORD.finditer(text):  # the words as :func:`words` reads them, in place
+        word = fold(match.group())
+        if word not in lang.no and word not in EN.no and word not in _FILLER:
+            break
+        rest = match.end()
+    # Cut at the end of the last word dropped, never at a space: "no,sixty one"
+    # has no space after its "no", and cutting at one dropped "sixty".
+    return text[rest:].lstrip(" ,.;:-—–…!?") if rest else text
