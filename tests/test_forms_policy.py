@@ -894,3 +894,35 @@ async def test_a_correction_glued_to_its_no_keeps_every_word_of_the_value(
     reply = await s.turn(correction)
     assert reply.events == [FormProgress(field="age", value=61, answered=1, total=3)]
     assert (await stored(store)).answers["age"].value == 61
+
+
+async def test_a_yes_that_says_another_value_is_a_new_answer_not_a_confirmation(
+    store: FormStore,
+) -> None:
+    # Found by review: "yes, it's ...2682" to a read-back of ...2681 stored ...2681.
+    form = Form(
+        name="f", fields=[Field(name="phone", question="Your phone?", type=FieldType.PHONE)]
+    )
+    s = Session(store, form=form)
+    await s.start()
+    reply = await s.turn("plus one four one five five five five two six eight one")
+    assert await said(reply) == "I have plus 1, 4 1 5, 5 5 5, 2 6 8 1. Is that right?"
+    reply = await s.turn("yes, it's plus one four one five five five five two six eight two")
+    assert await said(reply) == "I have plus 1, 4 1 5, 5 5 5, 2 6 8 2. Is that right?"
+    assert (await stored(store)).answers == {}
+    reply = await s.turn("yeah, no, plus one four one five five five five two six eight three")
+    assert await said(reply) == "I have plus 1, 4 1 5, 5 5 5, 2 6 8 3. Is that right?"
+    reply = await s.turn("yes, plus one four one five five five five two six eight three")
+    assert reply.events[0] == FormProgress(field="phone", value="+14155552683", answered=1, total=1)
+
+
+async def test_a_yes_to_a_read_back_no_is_a_confirmation_of_no(store: FormStore) -> None:
+    form = Form(
+        name="f",
+        fields=[Field(name="ok", question="Any allergies?", type=FieldType.BOOLEAN, confirm=True)],
+    )
+    s = Session(store, form=form)
+    await s.start()
+    await s.turn("no")
+    reply = await s.turn("yes")
+    assert reply.events[0] == FormProgress(field="ok", value=False, answered=1, total=1)

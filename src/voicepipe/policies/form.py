@@ -317,9 +317,10 @@ class FormPolicy:
         if self._pending is not None:
             words = spoken_language(self.language)
             verdict = spoken_yes_no(text, words)
-            if verdict is True:
+            if verdict is True and not self._says_another_value(field, text, words):
                 value, heard = self._pending
                 return await self._accept(ctx, field, value, heard, text, "confirmed")
+            # A yes that says another value ("yes, it's ...") is a new answer, below.
             self._pending = None
             if verdict is False:
                 # "no, it's ..." is a new answer; a bare "no" asks again.
@@ -332,6 +333,13 @@ class FormPolicy:
         if command == "skip" and not field.required:
             return await self._skip(ctx, field, text, "skipped at the user's request")
         return await self._extract(ctx, field, text, answer, alternatives)
+
+    def _says_another_value(self, field: Field, text: str, words: Any) -> bool:
+        """Whether a yes to the read-back also says a value other than the one read back
+        (a yes/no field's value is the yes itself)."""
+        if self._pending is None or field.type is FieldType.BOOLEAN:
+            return False
+        return any(v != self._pending[0] for v in parse_answer(field, text, words))
 
     async def _extract(
         self,
