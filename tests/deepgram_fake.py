@@ -44,6 +44,7 @@ __all__ = [
     "FakeDeepgram",
     "Script",
     "Trigger",
+    "raw",
     "results",
     "speech_started",
     "utterance_end",
@@ -59,6 +60,12 @@ pyproject.toml already ignores; test modules using the SDK ignore it too."""
 
 DROP: dict[str, Any] = {"__drop__": True}
 """A script action: close the TCP connection without a websocket close frame."""
+
+
+def raw(text: str) -> dict[str, Any]:
+    """A script action: send ``text`` as a text frame as it is (malformed JSON, say)."""
+    return {"__raw__": text}
+
 
 Trigger = int | str
 """When a scripted action runs: after the n-th audio frame (1-based) of the
@@ -248,6 +255,9 @@ class FakeDeepgram:
                     if action.get("__drop__"):
                         ws.transport.close()  # TCP FIN, no close frame: an abnormal close
                         return
+                    if "__raw__" in action:
+                        await ws.send(action["__raw__"])
+                        continue
                     await ws.send(json.dumps(action))
                 if trigger == "CloseStream":
                     await ws.send(json.dumps(_metadata(received_bytes / self.bytes_per_second)))

@@ -16,6 +16,7 @@ from tests.deepgram_fake import (
     TEST_KEY,
     FakeDeepgram,
     Script,
+    raw,
     results,
     speech_started,
     utterance_end,
@@ -482,3 +483,37 @@ async def test_an_early_end_still_sends_close_stream(how: str) -> None:
     (conn,) = fake.connections
     assert conn.controls[-1] == "CloseStream"
     assert "Finalize" not in conn.controls  # not the end of input: nothing to flush
+
+
+@pytest.mark.parametrize(
+    "malformed",
+    [
+        raw("{not json"),
+        {"type": "Results", "is_final": True},
+        {"type": "Results", "is_final": True, "channel": {}},
+        {"type": "Results", "is_final": True, "channel": {"alternatives": [{"transcript": "x"}]}},
+        {"type": "Results", "channel": {"alternatives": [{"transcript": 5}]}},
+        {**results("hi", is_final=True), "start": 1e308, "duration": 1e308},
+        {"type": "UtteranceEnd"},
+    ],
+    ids=["not-json", "no-channel", "no-alternatives", "no-times", "number", "huge-times", "ue"],
+)
+async def test_a_malformed_message_is_skipped_not_raised(malformed: dict[str, Any]) -> None:
+    # Found by review: each of these escaped transcribe() as a bare JSONDecodeError,
+    # TypeError, AttributeError or OverflowError, wrapped in two exception groups.
+    script: Script = {
+        1: [
+            results("hello", is_final=True),
+            malformed,
+            results("still fine", is_final=True, speech_final=True),
+        ]
+    }
+    async with FakeDeepgram([script]) as fake:
+        events = await run(make_stt(fake), chunks(1))
+    assert events == [
+        SpeechStarted(),
+        TranscriptFinal(content="hello"),
+        TranscriptFinal(content="still fine"),
+        UserTurn(content="hello still fine"),
+    ]
+    assert len(fake.connections) == 1

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -588,29 +589,68 @@ class DeepgramSTT:
                 if closing.is_set():
                     return
                 raise _Lost("closed by Deepgram before the end of input") from None
+            except ValueError:  # not JSON: the SDK's json.loads
+                logger.warning("Deepgram STT: skipped a message that is not JSON")
+                continue
             # Audio this connection has been given, on the clock of Deepgram's times:
             # how far it had heard past the last word is how long it waited.
             heard = (log.end_offset - origin) / fmt.bytes_per_second
             if isinstance(message, ListenV1Results):
-                alternatives = message.channel.alternatives
-                words = alternatives[0].words if alternatives else None
+                try:
+                    transcript, last_word_end, end = _read_results(message)
+                    trim = None if end is None else round(end * fmt.sample_rate) * fmt.frame_size
+                except _MALFORMED:
+                    logger.warning("Deepgram STT: skipped a malformed Results message")
+                    continue
                 await turn.result(
-                    alternatives[0].transcript if alternatives else "",
+                    transcript,
                     is_final=bool(message.is_final),
                     speech_final=bool(message.speech_final),
-                    endpoint_ms=_waited(heard, words[-1].end) if words else None,
+                    endpoint_ms=None if last_word_end is None else _waited(heard, last_word_end),
                 )
-                if message.is_final:
-                    end = message.start + message.duration
-                    log.trim(origin + round(end * fmt.sample_rate) * fmt.frame_size)
+                if trim is not None:
+                    log.trim(origin + trim)
             elif isinstance(message, ListenV1SpeechStarted):
                 await turn.speech_started()
             elif isinstance(message, ListenV1UtteranceEnd):
                 if turn.segments:
-                    await turn.end(_waited(heard, message.last_word_end))
+                    try:
+                        waited = _waited(heard, _number(message.last_word_end))
+                    except _MALFORMED:
+                        logger.warning("Deepgram STT: skipped a malformed UtteranceEnd message")
+                        continue
+                    await turn.end(waited)
             elif isinstance(message, ListenV1Error):
                 logger.warning("Deepgram STT error message: %s", message.description)
             # Metadata, binary frames and unknown types (parsed as None): nothing to do.
+
+
+_MALFORMED = (AttributeError, IndexError, TypeError, ValueError, OverflowError)
+"""What reading a message that lacks a field, or holds the wrong type, raises."""
+
+
+def _number(value: object) -> float:
+    """A finite number from a message, or ValueError/TypeError."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"not a finite number: {type(value).__name__}")
+    return float(value)
+
+
+def _read_results(message: Any) -> tuple[str, float | None, float | None]:
+    """A ``Results`` message's transcript, its last word's end and, if final, its end
+    (seconds); raises one of :data:`_MALFORMED` if it lacks them (the SDK parses
+    leniently: a missing field is None)."""
+    alternatives = message.channel.alternatives
+    best = alternatives[0] if alternatives else None
+    transcript = "" if best is None else best.transcript
+    if not isinstance(transcript, str):
+        raise TypeError("transcript is not a string")
+    words = None if best is None else best.words
+    last_word_end = _number(words[-1].end) if words else None
+    end = _number(message.start) + _number(message.duration) if message.is_final else None
+    if end is not None and not math.isfinite(end):
+        raise OverflowError("the result ends past any audio")
+    return transcript, last_word_end, end
 
 
 def _waited(heard: float, last_word_end: float) -> float:
