@@ -518,3 +518,47 @@ async def test_importing_voicepipe_never_imports_groq() -> None:
         "assert 'webrtcvad' not in sys.modules, 'webrtcvad imported'\n"
     )
     await anyio.run_process([sys.executable, "-c", code])
+
+
+# --- malformed bodies (found by review) -------------------------------------------
+
+MALFORMED_STREAMS = {
+    "not-json": b"data: {not json\n\n",
+    "choice-without-delta": b'data: {"choices":[{"index":0}]}\n\ndata: [DONE]\n\n',
+    "content-not-text": (
+        b'data: {"choices":[{"index":0,"delta":{"content":5},"finish_reason":"stop"}]}\n\n'
+        b"data: [DONE]\n\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("body", MALFORMED_STREAMS.values(), ids=MALFORMED_STREAMS.keys())
+async def test_a_malformed_stream_is_a_provider_error_that_says_so(
+    llm: GroqLLM, groq_api: respx.MockRouter, body: bytes
+) -> None:
+    # Each escaped as a bare JSONDecodeError or AttributeError, or put an int in the
+    # reply's text, which the sentence splitter then failed on.
+    groq_api.post(CHAT).mock(return_value=event_stream(content=body))
+    with pytest.raises(ProviderError, match="Groq sent a reply voicepipe cannot read") as info:
+        await collect(llm)
+    assert info.value.recoverable
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        httpx.Response(200, content=b"<html>", headers={"content-type": "application/json"}),
+        httpx.Response(200, json={"choices": [{"index": 0}]}),
+    ],
+    ids=["not-json", "choice-without-message"],
+)
+async def test_a_malformed_json_reply_is_a_provider_error_that_says_so(
+    llm: GroqLLM, groq_api: respx.MockRouter, response: httpx.Response
+) -> None:
+    groq_api.post(CHAT).mock(return_value=response)
+
+    class Answer(BaseModel):
+        value: int
+
+    with pytest.raises(ProviderError, match="Groq sent a reply voicepipe cannot read"):
+        await llm.complete_json(HELLO, Answer)

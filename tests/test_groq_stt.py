@@ -198,3 +198,22 @@ async def test_is_a_streaming_and_a_batch_stt(stt: GroqSTT) -> None:
     assert isinstance(stt, BatchSTT)
     assert KEY not in repr(stt)
     assert stt.segmenter.format == MONO16
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        httpx.Response(200, json={}),
+        httpx.Response(200, json={"text": 5}),
+        httpx.Response(200, content=b"<html>", headers={"content-type": "application/json"}),
+    ],
+    ids=["no-text", "text-not-a-string", "not-json"],
+)
+async def test_a_malformed_transcription_is_a_provider_error_that_says_so(
+    stt: GroqSTT, groq_api: respx.MockRouter, response: httpx.Response
+) -> None:
+    # Found by review: each escaped as a bare AttributeError or JSONDecodeError.
+    groq_api.post(TRANSCRIBE).mock(return_value=response)
+    with pytest.raises(ProviderError, match="Groq sent a reply voicepipe cannot read") as info:
+        await stt.transcribe_segment(silence(300), MONO16)
+    assert info.value.recoverable

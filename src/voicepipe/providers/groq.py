@@ -131,6 +131,20 @@ def _failures() -> tuple[type[Exception], ...]:
     return (groq.GroqError, httpx.HTTPError)
 
 
+_MALFORMED = (AttributeError, IndexError, KeyError, TypeError, ValueError)
+"""What reading a reply that is not JSON, or lacks a field, raises (the SDK parses
+leniently: a missing field is None)."""
+
+
+def _malformed(stage: Stage, exc: Exception | str) -> ProviderError:
+    what = exc if isinstance(exc, str) else type(exc).__name__
+    return ProviderError(
+        stage,
+        f"Groq sent a reply voicepipe cannot read ({what}); if it persists, check "
+        "GROQ_BASE_URL and any proxy in between",
+    )
+
+
 def _error_body(exc: Exception) -> dict[str, Any]:
     """Groq's ``{"error": {...}}`` detail of an API error, or {}."""
     body = getattr(exc, "body", None)
@@ -314,8 +328,11 @@ class GroqLLM:
                     continue
                 choice = chunk.choices[0]
                 finished = finished or choice.finish_reason is not None
-                if choice.delta.content:
-                    yield choice.delta.content
+                content = choice.delta.content
+                if content:
+                    if not isinstance(content, str):
+                        raise _malformed("llm", "text that is not a string")
+                    yield content
                 for piece in choice.delta.tool_calls or ():
                     function = piece.function
                     calls.add(
@@ -326,6 +343,10 @@ class GroqLLM:
                     )
         except failures as exc:
             raise self._error(exc) from exc
+        except ProviderError:
+            raise
+        except _MALFORMED as exc:
+            raise _malformed("llm", exc) from exc
         finally:
             with anyio.CancelScope(shield=True):  # close even when cancelled (barge-in)
                 await response.close()
@@ -415,10 +436,16 @@ class GroqLLM:
             raise self._error(exc) from exc
         except _failures() as exc:
             raise self._error(exc) from exc
-        _add_usage(usage, completion.usage)
-        if not completion.choices:
-            return ""
-        return completion.choices[0].message.content or ""
+        except _MALFORMED as exc:  # the body is not JSON
+            raise _malformed("llm", exc) from exc
+        try:
+            _add_usage(usage, completion.usage)
+            content = completion.choices[0].message.content if completion.choices else ""
+        except _MALFORMED as exc:
+            raise _malformed("llm", exc) from exc
+        if content is not None and not isinstance(content, str):
+            raise _malformed("llm", "text that is not a string")
+        return content or ""
 
 
 def _chat_dicts(conversation: list[dict[str, str]]) -> list[ChatCompletionMessageParam]:
@@ -511,7 +538,12 @@ class GroqSTT:
             )
         except _failures() as exc:
             raise _to_provider_error("stt", exc, self.client, fatal_auth=True) from exc
-        return result.text.strip()
+        except _MALFORMED as exc:  # the body is not JSON
+            raise _malformed("stt", exc) from exc
+        text = getattr(result, "text", None)
+        if not isinstance(text, str):
+            raise _malformed("stt", "no text in the transcription")
+        return text.strip()
 
     async def transcribe(
         self, audio: AsyncIterable[bytes], format: AudioFormat, emit: Emit
