@@ -562,3 +562,19 @@ async def test_a_malformed_json_reply_is_a_provider_error_that_says_so(
 
     with pytest.raises(ProviderError, match="Groq sent a reply voicepipe cannot read"):
         await llm.complete_json(HELLO, Answer)
+
+
+async def test_a_password_in_the_base_url_never_reaches_an_error_message() -> None:
+    # Found by review: "could not reach Groq at https://user:s3cret@proxy..." went out
+    # in the error event (to the client) and the log.
+    base = "https://user:s3cret@api.groq.com"
+    llm = GroqLLM(api_key=KEY, base_url=base, max_retries=0)
+    with respx.mock(assert_all_called=False) as router:
+        router.post(url__regex=r".*/chat/completions").mock(
+            side_effect=httpx.ConnectError("refused")
+        )
+        with pytest.raises(ProviderError) as info:
+            await collect(llm)
+    await llm.aclose()
+    assert "could not reach Groq at https://api.groq.com" in info.value.message
+    assert "s3cret" not in str(info.value)

@@ -185,7 +185,8 @@ def _to_provider_error(
         limit = getattr(client.timeout, "read", client.timeout)
         message = f"Groq did not answer within {limit} s, {retries} retries included"
     elif isinstance(exc, groq.APIConnectionError):
-        message = f"could not reach Groq at {client.base_url} after {retries} retries"
+        where = client.base_url.copy_with(userinfo=b"")  # a proxy's password stays out
+        message = f"could not reach Groq at {where} after {retries} retries"
     elif isinstance(exc, groq.APIError):
         message = f"Groq reported an error mid-reply: {exc.message[:300]}"
     else:  # httpx, while reading a stream
