@@ -215,3 +215,12 @@ def test_read_back() -> None:
     assert read_back(f("date"), "2001-03-04") == "March 4, 2001"
     assert read_back(f("boolean"), False) == "no"
     assert read_back(f("integer"), 24) == "24"
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_a_form_file_nested_too_deeply_is_a_form_error(tmp_path: Path, suffix: str) -> None:
+    # Found by review: a RecursionError escaped, and the CLI said "unexpected RecursionError".
+    path = tmp_path / f"deep{suffix}"
+    path.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    with pytest.raises(FormError, match="nested too deeply"):
+        load_form(path)

@@ -203,6 +203,8 @@ class Form(BaseModel):
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise FormError(f"{source}: not valid YAML: {exc}") from exc
+        except RecursionError:
+            raise FormError(f"{source}: {_TOO_DEEP}") from None
         return cls.from_dict(data, source=source)
 
     @classmethod
@@ -212,7 +214,12 @@ class Form(BaseModel):
             data = json.loads(text)
         except ValueError as exc:
             raise FormError(f"{source}: not valid JSON: {exc}") from exc
+        except RecursionError:
+            raise FormError(f"{source}: {_TOO_DEEP}") from None
         return cls.from_dict(data, source=source)
+
+
+_TOO_DEEP = "not a form: lists or mappings nested too deeply (a form is 3 levels deep)"
 
 
 def _describe(exc: ValidationError, data: dict[str, Any]) -> str:
