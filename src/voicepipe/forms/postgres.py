@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio
 
@@ -84,16 +84,22 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
 
 
 def redact_dsn(dsn: str) -> str:
-    """The DSN with its password replaced by ``***`` (for reprs and error messages)."""
+    """The DSN with its password, in the userinfo or the query (asyncpg reads both),
+    replaced by ``***`` (for reprs and error messages)."""
     try:
         parts = urlsplit(dsn)
     except ValueError:
         return "<dsn>"
-    if parts.password is None:
-        return dsn
-    netloc = parts.netloc.rsplit("@", 1)
-    user = (parts.username or "") + ":***"
-    return urlunsplit(parts._replace(netloc=f"{user}@{netloc[-1]}"))
+    if parts.scheme not in ("postgres", "postgresql"):
+        return "<dsn>"  # not a URL: where a password is in it is anyone's guess
+    if parts.password is not None:
+        netloc = parts.netloc.rsplit("@", 1)
+        user = (parts.username or "") + ":***"
+        parts = parts._replace(netloc=f"{user}@{netloc[-1]}")
+    if parts.query:
+        query = [(k, "***" if k.casefold() == "password" else v) for k, v in parse_qsl(parts.query)]
+        parts = parts._replace(query=urlencode(query, safe="*"))
+    return urlunsplit(parts)
 
 
 class PostgresFormStore:
