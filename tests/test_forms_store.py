@@ -338,6 +338,43 @@ class TestPostgresStore(StoreContract):
             with pytest.raises(StoreError, match="schema version 99 is newer"):
                 await make().get("s1")
 
+    async def test_a_write_that_waits_on_a_stalled_database_fails_within_its_timeout(
+        self, clock: FakeClock
+    ) -> None:
+        # Found by review: no statement had a timeout, and the form policy shields its
+        # writes, so a lock held elsewhere (or a network partition) held the session
+        # open for ever: nothing, not even the server's drain, could end it.
+        import asyncpg
+
+        from voicepipe.forms import PostgresFormStore
+
+        async for make in postgres_factory(clock):
+            first = make()
+            await first.claim("s1", form="f", language="en", owner="a")
+            schema = first.schema  # type: ignore[attr-defined]
+            assert POSTGRES_DSN
+            store = PostgresFormStore(
+                POSTGRES_DSN, schema=schema, lease_seconds=LEASE, clock=clock, timeout=0.5
+            )
+            await store.get("s1")  # connected
+            conn = await asyncpg.connect(POSTGRES_DSN)
+            locked = conn.transaction()
+            await locked.start()
+            try:
+                await conn.execute(  # another process holds the session's row
+                    f'SELECT 1 FROM "{schema}".voicepipe_form_sessions WHERE session_id = $1 '
+                    "FOR UPDATE",
+                    "s1",
+                )
+                with anyio.fail_after(30):  # a hang guard, not a timing assertion
+                    with pytest.raises(StoreError, match=r"did not answer within 0.5 s"):
+                        await store.record("s1", "a", Attempt("age", "x", None, False, "t"))
+            finally:
+                await locked.rollback()
+                await conn.close()
+                await store.aclose()
+            assert (await first.attempts("s1")) == []
+
     async def test_secrets_stay_out_of_reprs_and_errors(self) -> None:
         from voicepipe.forms import PostgresFormStore
 

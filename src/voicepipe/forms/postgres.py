@@ -109,8 +109,11 @@ class PostgresFormStore:
     puts the tables in that PostgreSQL schema (created if missing) instead of
     the connection's default. ``lease_seconds`` and ``clock`` as for
     :class:`~voicepipe.forms.SQLiteFormStore`; ``min_size``/``max_size`` size the
-    pool. The pool is opened on first use; close it with :meth:`aclose` or
-    ``async with``.
+    pool. ``timeout`` bounds every wait on the database (connecting, a pooled
+    connection, each statement, a lock held elsewhere): the form policy shields
+    its writes from cancellation, so an unbounded wait would hold a session
+    open for ever. The pool is opened on first use; close it with
+    :meth:`aclose` or ``async with``.
     """
 
     def __init__(
@@ -122,6 +125,7 @@ class PostgresFormStore:
         min_size: int = 1,
         max_size: int = 10,
         clock: Clock = utc_now,
+        timeout: float = 10.0,
     ) -> None:
         if schema is not None and not _IDENT.match(schema):
             raise ValueError(f"schema must be a plain SQL identifier, not {schema!r}")
@@ -131,6 +135,7 @@ class PostgresFormStore:
         self.min_size = min_size
         self.max_size = max_size
         self.clock = clock
+        self.timeout = timeout
         self._prefix = f'"{schema}".' if schema else ""
         self._pool: Any = None
         self._pool_lock = anyio.Lock()
@@ -163,19 +168,26 @@ class PostgresFormStore:
                     ) from exc
                 try:
                     pool = await asyncpg.create_pool(
-                        self._dsn, min_size=self.min_size, max_size=self.max_size
+                        self._dsn,
+                        min_size=self.min_size,
+                        max_size=self.max_size,
+                        timeout=self.timeout,
+                        command_timeout=self.timeout,
                     )
+                except TimeoutError:
+                    raise self._stalled() from None
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                     raise StoreError(
                         f"cannot connect to PostgreSQL at {redact_dsn(self._dsn)}: "
                         f"{type(exc).__name__}: {exc}"
                     ) from exc
                 try:
-                    async with pool.acquire() as conn:
+                    async with pool.acquire(timeout=self.timeout) as conn:
                         await self._migrate(conn)
-                except BaseException:
-                    with anyio.CancelScope(shield=True):
-                        await pool.close()
+                except BaseException as exc:
+                    pool.terminate()
+                    if isinstance(exc, TimeoutError):
+                        raise self._stalled() from None
                     raise
                 self._pool = pool
             return self._pool
@@ -217,16 +229,27 @@ class PostgresFormStore:
 
     async def _transaction(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         pool = await self._get_pool()
-        async with pool.acquire() as conn, conn.transaction():
-            return await fn(conn)
+        try:
+            async with pool.acquire(timeout=self.timeout) as conn, conn.transaction():
+                return await fn(conn)
+        except TimeoutError:
+            raise self._stalled() from None
+
+    def _stalled(self) -> StoreError:
+        return StoreError(
+            f"PostgreSQL at {redact_dsn(self._dsn)} did not answer within {self.timeout:g} s; "
+            "check the database and the network (a lock held by another connection waits too)"
+        )
 
     async def aclose(self) -> None:
         async with self._pool_lock:
             self._closed = True
             pool, self._pool = self._pool, None
         if pool is not None:
-            with anyio.CancelScope(shield=True):
-                await pool.close()
+            with anyio.move_on_after(self.timeout, shield=True) as scope:
+                await pool.close()  # waits for the server's goodbye...
+            if scope.cancelled_caught:
+                pool.terminate()  # ...which a stalled server never sends
 
     async def _session_row(self, conn: Any, session_id: str) -> SessionRow | None:
         row = await conn.fetchrow(
