@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from voicepipe.audio import AudioFormat
 from voicepipe.errors import ProtocolError
@@ -12,12 +14,19 @@ from voicepipe.events import (
     ErrorEvent,
     Event,
     Finish,
+    FormComplete,
+    FormProgress,
+    Metrics,
     Session,
+    SpeechStarted,
     StartControl,
     StopControl,
     TextControl,
+    ToolCallEvent,
     TranscriptFinal,
     TranscriptInterim,
+    UserTurn,
+    _Event,
     event_from_json,
     parse_control,
     to_wire,
@@ -91,3 +100,39 @@ def test_parse_control_messages() -> None:
 def test_parse_control_errors_say_why(raw: str, message: str) -> None:
     with pytest.raises(ProtocolError, match=message):
         parse_control(raw)
+
+
+_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),  # NaN and the infinities too: json.dumps writes them as NaN, Infinity
+    st.text(),
+    st.dictionaries(st.text(), st.one_of(st.integers(), st.text(), st.none())),
+    st.lists(st.one_of(st.floats(), st.text())),
+)
+
+
+@given(content=st.text(), number=st.one_of(st.none(), st.floats(), st.integers()), value=_VALUES)
+def test_to_json_writes_what_json_dumps_writes(
+    content: str, number: float | None, value: object
+) -> None:
+    events: list[object] = [
+        SpeechStarted(),
+        TranscriptInterim(content=content),
+        UserTurn(content=content, endpoint_ms=number),
+        AssistantReply(content=content, interrupted=True),
+        Metrics(turn=3, llm_ttft_ms=number, prompt_tokens=7, end_of_turn_wait_ms=0.0),
+        ErrorEvent(stage="llm", message=content, recoverable=False),
+        Session(session_id=content, input_format=AudioFormat(), output_format=None),
+        Session(session_id="s", input_format=AudioFormat(8000), output_format=AudioFormat()),
+        FormProgress(field=content, value=value, answered=1, total=2),
+        FormComplete(form="f", answers={"a": value}),
+        ToolCallEvent(id="c1", name=content, arguments={"x": value}),
+        ToolCallEvent(id="c2", name="n", arguments=content),
+        Finish(reason=content),
+    ]
+    for event in events:
+        assert isinstance(event, _Event)
+        expected = json.dumps(event.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        assert event.to_json() == expected

@@ -11,6 +11,9 @@ assistant's types (``transcript_interim``, ``transcript_final``,
 from __future__ import annotations
 
 import json
+import json.encoder
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
@@ -57,13 +60,34 @@ class _Event:
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form: a dict with ``type`` first (audio formats as dicts)."""
         out: dict[str, Any] = {"type": self.type}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = _format_dict(value) if isinstance(value, AudioFormat) else value
+        for name, _ in _layout(type(self))[1]:
+            value = getattr(self, name)
+            out[name] = _format_dict(value) if isinstance(value, AudioFormat) else value
         return out
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        """``to_dict()`` as compact JSON (``json.dumps`` with ``separators=(",", ":")``,
+        ``ensure_ascii=False``), the same text, written without the dict and the encoder
+        object ``json.dumps`` makes per call: every event a session sends passes here."""
+        head, names = _layout(type(self))
+        parts = [head]
+        for name, key in names:
+            value = getattr(self, name)
+            kind = type(value)
+            if kind is str:
+                parts += (key, _string(value))
+            elif value is None:
+                parts += (key, "null")
+            elif kind is bool:
+                parts += (key, "true" if value else "false")
+            elif kind is int or (kind is float and _finite(value)):
+                parts += (key, repr(value))
+            elif kind is AudioFormat:
+                parts += (key, _format_json(value))
+            else:
+                parts += (key, _encode(value))
+        parts.append("}")
+        return "".join(parts)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -309,6 +333,35 @@ def event_from_json(text: str | bytes) -> Event:
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ProtocolError(f"not a voicepipe event: {exc}") from exc
     return event
+
+
+_string: Callable[[str], str] = json.encoder.encode_basestring  # json.dumps's own (C)
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_finite = math.isfinite
+_LAYOUTS: dict[type[_Event], tuple[str, tuple[tuple[str, str], ...]]] = {}
+
+
+def _layout(cls: type[_Event]) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """An event class's JSON head (``{"type":...``) and its fields with their keys, made once."""
+    layout = _LAYOUTS.get(cls)
+    if layout is None:
+        head = '{"type":' + _encode(cls.type)
+        names = tuple((f.name, "," + _encode(f.name) + ":") for f in fields(cls))
+        layout = _LAYOUTS[cls] = (head, names)
+    return layout
+
+
+_FORMATS: dict[AudioFormat, str] = {}
+
+
+def _format_json(fmt: AudioFormat) -> str:
+    """An audio format's JSON, kept (a server sees a handful of formats, one per session)."""
+    text = _FORMATS.get(fmt)
+    if text is None:
+        if len(_FORMATS) >= 64:
+            _FORMATS.clear()
+        text = _FORMATS[fmt] = _encode(_format_dict(fmt))
+    return text
 
 
 def _format_dict(fmt: AudioFormat) -> dict[str, Any]:
