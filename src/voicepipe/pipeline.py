@@ -34,6 +34,7 @@ from typing import Any
 import anyio
 from anyio.abc import ObjectReceiveStream, TaskGroup
 
+from voicepipe import clock
 from voicepipe.audio import AudioFormat
 from voicepipe.channel import Receiver, Sender
 from voicepipe.errors import AudioFormatError, PolicyError, ProviderError, Stage
@@ -185,7 +186,7 @@ class Pipeline:
         async def source(session: LiveSession, feeding: _Feeding, tg: TaskGroup) -> None:
             async with feeding as queue, closing(aiter_any(turns)) as texts:
                 async for text in texts:
-                    await queue.send(QueuedTurn(text, anyio.current_time(), announce=True))
+                    await queue.send(QueuedTurn(text, clock.now(), announce=True))
 
         return self._run(source, sequential=True)
 
@@ -199,7 +200,7 @@ class Pipeline:
         if interrupted is not None:
             await session.emit(interrupted)
         with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            await turns.send(QueuedTurn(text, anyio.current_time(), announce=True))
+            await turns.send(QueuedTurn(text, clock.now(), announce=True))
 
     # -- session -------------------------------------------------------------
 
@@ -382,7 +383,7 @@ class Pipeline:
         if turn is not None:
             session.turns += 1
             if turn.announce:
-                turn.ended_at = anyio.current_time()
+                turn.ended_at = clock.now()
                 await session.emit(UserTurn(content=turn.text))
         state = ReplyState(
             session.turns,

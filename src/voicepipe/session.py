@@ -16,6 +16,7 @@ from typing import Protocol
 
 import anyio
 
+from voicepipe import clock
 from voicepipe.channel import Sender
 from voicepipe.events import AudioChunk, Event, Interrupted, Resumed
 from voicepipe.providers.base import Expectation
@@ -188,7 +189,7 @@ class LiveSession:
         if self.expecting in ("yes_no", "choice"):
             return True
         if self.paced:  # what the caller has heard so far asks something
-            return "?" in state.playback.heard(anyio.current_time(), self.play_until)
+            return "?" in state.playback.heard(clock.now(), self.play_until)
         return "?" in "".join(state.spoken)
 
     def pause(self) -> bool:
@@ -199,7 +200,7 @@ class LiveSession:
         if self._gate is not None and not self._resuming:
             return False
         # (A resume not yet announced is called off: the reply stays paused.)
-        now = anyio.current_time()
+        now = clock.now()
         self._gate, self._paused_at = self._gate or anyio.Event(), now
         self._resuming = False
         if self.paced:
@@ -210,7 +211,7 @@ class LiveSession:
         """Let a paused reply carry on; the client's buffer plays on from where it stopped."""
         if self._gate is None or self._resuming:  # not paused, or already resuming
             return False
-        now = anyio.current_time()
+        now = clock.now()
         if self.play_until > self._paused_at:  # the client still holds that much audio
             self.play_until += now - self._paused_at
         if self.reply_state is not None:
@@ -234,7 +235,7 @@ class LiveSession:
         if self.playback is not None:  # the client said what it played
             state.heard = "".join(self.playback.heard(state.spoken))
         elif self.paced:
-            state.heard = state.playback.heard(anyio.current_time(), self.play_until)
+            state.heard = state.playback.heard(clock.now(), self.play_until)
         else:
             state.heard = "".join(state.spoken)
         if scope is not None and not state.deciding:
@@ -259,7 +260,7 @@ class LiveSession:
         # The last reply's hint was for this turn; until the next reply is decided
         # there is none (audio fed faster than real time can end another turn first).
         self.expecting = None
-        turn = QueuedTurn(text, anyio.current_time(), endpoint_ms=endpoint_ms, wait_ms=wait_ms)
+        turn = QueuedTurn(text, clock.now(), endpoint_ms=endpoint_ms, wait_ms=wait_ms)
         await self.turn_queue.send(turn)
 
     # -- the speaker's side ----------------------------------------------------

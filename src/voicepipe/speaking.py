@@ -23,9 +23,9 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import anyio
 from anyio.abc import TaskGroup
 
+from voicepipe import clock
 from voicepipe.audio import AudioFormat, Resampler
 from voicepipe.channel import Receiver, Sender
 from voicepipe.errors import ProviderError, Stage
@@ -165,12 +165,12 @@ class Speaker:
 
     async def _read(self, stream: AsyncIterator[str], reading: _Reading, state: ReplyState) -> None:
         """Read the reply text until a sentence is complete, or the text is over."""
-        state.llm_started = anyio.current_time() if state.timed else None
+        state.llm_started = clock.now() if state.timed else None
         splitter, pieces = reading.splitter, reading.pieces
         try:
             async for delta in stream:
                 if state.first_token is None and state.timed:
-                    state.first_token = anyio.current_time()
+                    state.first_token = clock.now()
                 state.produced.append(delta)
                 pieces += splitter.push(delta)
                 if pieces:
@@ -197,14 +197,14 @@ class Speaker:
         return True
 
     async def _speak_text(self, deltas: AsyncIterable[str], state: ReplyState) -> None:
-        state.llm_started = anyio.current_time() if state.timed else None
+        state.llm_started = clock.now() if state.timed else None
         async with closing(deltas) as stream:
             try:
                 async for delta in stream:
                     if not delta:
                         continue
                     if state.first_token is None and state.timed:
-                        state.first_token = anyio.current_time()
+                        state.first_token = clock.now()
                     state.produced.append(delta)
                     if not await self._say(delta, state):
                         return
@@ -249,7 +249,7 @@ class Speaker:
                 try:
                     async for delta in stream:
                         if state.first_token is None and state.timed:
-                            state.first_token = anyio.current_time()
+                            state.first_token = clock.now()
                         state.produced.append(delta)
                         for piece in splitter.push(delta):
                             await queue(piece)
@@ -267,12 +267,12 @@ class Speaker:
         self, tts: TTS, text: str, state: ReplyState
     ) -> AsyncIterator[bytes | ErrorEvent]:
         """``text``'s audio from the TTS; a failure is an ``ErrorEvent`` in its place."""
-        started = anyio.current_time()
+        started = clock.now()
         try:
             async with closing(tts.synthesize(text)) as chunks:
                 async for chunk in chunks:
                     if state.tts_ttfb is None:
-                        state.tts_ttfb = round((anyio.current_time() - started) * 1000, 3)
+                        state.tts_ttfb = round((clock.now() - started) * 1000, 3)
                     yield chunk
         except ProviderError as exc:
             yield ErrorEvent(stage=exc.stage, message=exc.message)
@@ -357,15 +357,15 @@ class Speaker:
         if not await out.unpaused(state):
             return False
         if state.first_audio is None:
-            state.first_audio = anyio.current_time()
+            state.first_audio = clock.now()
         if self.realtime_lead is not None:
             while True:  # a pause during the wait moves playback on: wait again
-                now = anyio.current_time()
+                now = clock.now()
                 out.play_until = max(out.play_until, now)
                 wait = out.play_until - self.realtime_lead - now
                 if wait <= 0:
                     break
-                await anyio.sleep(wait)
+                await clock.sleep(wait)
                 if not await out.unpaused(state):  # the cut came while we waited
                     return False
             duration = fmt.duration(len(data))

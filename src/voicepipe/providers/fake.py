@@ -30,9 +30,9 @@ from collections.abc import (
 from dataclasses import replace
 from typing import TypeVar, overload
 
-import anyio
 from pydantic import BaseModel, ValidationError
 
+from voicepipe import clock
 from voicepipe.audio import AudioFormat
 from voicepipe.errors import ProviderError
 from voicepipe.events import SpeechStarted, TranscriptFinal, TranscriptInterim, UserTurn
@@ -271,7 +271,7 @@ class FakeLLM:
         self._record(self.calls, LLMCall(messages, tools or ()))
         self.open_streams += 1
         try:
-            await anyio.sleep(self.ttft)
+            await clock.sleep(self.ttft)
             parts: list[str | ToolCall] = []
             for part in self._reply(messages):
                 if isinstance(part, str):
@@ -287,7 +287,7 @@ class FakeLLM:
                     parts.append(replace(part, id=f"call_{self._call_ids}"))
             for index, token in enumerate(parts):
                 if index:
-                    await anyio.sleep(self.token_delay)
+                    await clock.sleep(self.token_delay)
                 yield token
             if usage is not None:
                 usage.prompt_tokens = sum(len(m.content.split()) for m in messages)
@@ -301,7 +301,7 @@ class FakeLLM:
         self, messages: Sequence[Message], schema: type[M], *, usage: Usage | None = None
     ) -> M:
         self._record(self.json_calls, list(messages))
-        await anyio.sleep(self.ttft)
+        await clock.sleep(self.ttft)
         parts = self._reply(messages)
         if not all(isinstance(part, str) for part in parts):
             raise ProviderError("llm", "FakeLLM's scripted reply to complete_json has a tool call")
@@ -368,13 +368,13 @@ class FakeTTS:
             del self.texts[: len(self.texts) - self.keep_texts]
         self.open_streams += 1
         try:
-            await anyio.sleep(self.ttfb)
+            await clock.sleep(self.ttfb)
             if text in self.fail_on:
                 raise ProviderError("tts", f"FakeTTS was told to fail on {text!r}")
             total, size = self.audio_bytes(text), len(self._chunk)
             for start in range(0, total, size):
                 if start:
-                    await anyio.sleep(self.chunk_delay)
+                    await clock.sleep(self.chunk_delay)
                 yield self._chunk[: min(size, total - start)]
         finally:
             self.open_streams -= 1

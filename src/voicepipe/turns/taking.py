@@ -18,6 +18,7 @@ from typing import Protocol
 import anyio
 from anyio.abc import TaskGroup
 
+from voicepipe.clock import now
 from voicepipe.events import (
     Event,
     Interrupted,
@@ -103,7 +104,7 @@ class TurnTaking:
         barge_in: BargeIn | None = None,
         detector: TurnDetector | None = None,
         continue_after_ms: float = 3000.0,
-        clock: Callable[[], float] = anyio.current_time,
+        clock: Callable[[], float] = now,
     ) -> None:
         self.floor = floor
         self.judge = BargeInJudge(barge_in) if barge_in is not None else None
