@@ -100,14 +100,19 @@ class FakeSTT:
             shown = 0
             loud_one = loud_windows.one
             rms = loud_windows.rms  # inline below: this runs for every chunk
-            quiet = self.threshold - 1  # an RMS (rounded down) this low is surely quiet
+            threshold = self.threshold
+            quiet = threshold - 1  # an RMS (rounded down) this low is surely quiet
             async for chunk in audio:
                 size = len(chunk)
                 self.received_bytes += size
                 if not pending and size == window:  # one window: the common case
-                    if rms is not None and rms(chunk, 2) <= quiet:
+                    if rms is None:
+                        is_loud = loud_one(chunk)
+                    elif (floor := rms(chunk, 2)) <= quiet:
                         is_loud = False
-                    else:
+                    elif floor >= threshold:
+                        is_loud = True
+                    else:  # within one unit under a fractional threshold: measure exactly
                         is_loud = loud_one(chunk)
                     if not is_loud and not speech:
                         continue  # silence outside a turn: nothing to do
