@@ -7,6 +7,7 @@ import io
 import os
 import subprocess
 import sys
+import threading
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 
 from tests.codec_support import browser_webm, safari_mp4
 from tests.support import tone
-from voicepipe.codecs import CodecError, open_decoder
+from voicepipe.codecs import CodecError, decode, open_decoder
 from voicepipe.codecs.container import MAX_PIECE_SECONDS, MAX_SILENT_BYTES, decode_clip
 
 av: Any = pytest.importorskip("av")
@@ -130,3 +131,25 @@ def test_opening_a_decoder_or_encoder_leaves_pyav_to_import_off_the_event_loop()
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("law", ["mulaw", "alaw"])
+async def test_a_large_g711_piece_is_decoded_off_the_event_loop(law: str) -> None:
+    # Found by review: G.711 is decoded inline as it is cheap for a 160-byte phone frame,
+    # but a client may send a 1 MiB frame (35 ms of upsampling on a loaded machine,
+    # a stall for every session on the loop).
+    decoder = open_decoder(law, RATE)
+    threads: list[threading.Thread] = []
+    inner = decoder.decode
+
+    def spy(data: bytes) -> bytes:
+        threads.append(threading.current_thread())
+        return inner(data)
+
+    decoder.decode = spy  # type: ignore[method-assign]
+    small = await decode(decoder, bytes(160))
+    large = await decode(decoder, bytes(1 << 20))
+    assert len(small) + len(large) > 2 * (160 + (1 << 20))  # upsampled to 16 kHz PCM16
+    assert threads[0] is threading.main_thread()  # a phone frame: inline, cheap
+    assert threads[1] is not threading.main_thread()

@@ -68,6 +68,14 @@ CONTAINER_SIGNATURES = {
 SNIFF_BYTES = 12
 """Bytes :func:`sniff` needs before it can say "none of these"."""
 
+INLINE_BYTES = 4096
+"""The largest piece a cheap codec (``threaded = False``) handles on the event loop.
+
+G.711 decodes a 160-byte phone frame in about 35 µs, but a MiB in 35 ms (it
+is upsampled), and a client may send pieces that big: those go to a worker
+thread like the rest.
+"""
+
 
 class CodecError(AudioFormatError):
     """Bytes that the declared or detected codec cannot decode, or a codec that is missing."""
@@ -177,8 +185,9 @@ def open_encoder(name: str, source: AudioFormat) -> Encoder:
 
 
 async def decode(decoder: Decoder, data: bytes, *, limiter: CapacityLimiter | None = None) -> bytes:
-    """Feed ``data`` to ``decoder``; in a worker thread if the decoder is not trivially cheap."""
-    if not decoder.threaded:
+    """Feed ``data`` to ``decoder``; in a worker thread unless the decoder is cheap and
+    the piece small (see :data:`INLINE_BYTES`)."""
+    if not decoder.threaded and len(data) <= INLINE_BYTES:
         return decoder.decode(data)
     return await anyio.to_thread.run_sync(decoder.decode, data, limiter=limiter)
 
@@ -191,7 +200,8 @@ async def finish(decoder: Decoder, *, limiter: CapacityLimiter | None = None) ->
 
 
 async def encode(encoder: Encoder, pcm: bytes, *, limiter: CapacityLimiter | None = None) -> bytes:
-    """Encode ``pcm``; in a worker thread if the encoder is not trivially cheap."""
+    """Encode ``pcm``; in a worker thread if the encoder is not trivially cheap (the
+    PCM is the TTS's, never a client's: G.711 encodes a MiB of it in ~3 ms)."""
     if not encoder.threaded:
         return encoder.encode(pcm)
     return await anyio.to_thread.run_sync(encoder.encode, pcm, limiter=limiter)
