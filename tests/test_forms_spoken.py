@@ -214,3 +214,26 @@ def test_words_that_make_a_number_unclear(
     field: Field, said: str, lang: str, left: list[str]
 ) -> None:
     assert unclear(field, said, lang) == left
+
+
+NAME = Field(name="name", question="Name?")
+
+
+@pytest.mark.parametrize(
+    ("value", "said", "ok"),
+    [
+        ("Ana", "people call me Ana", True),
+        ("New York", "I live in new york city", True),
+        ("Ana María", "me llamo ana maría", True),
+        ("Mary-Jane", "it's mary jane", True),
+        ("McDonald", "mc donald", True),
+        # Found by review: a few letters inside a longer word counted as said, and free
+        # text is not read back, so a truncated name was stored silently.
+        ("Dan", "my name is Daniel", False),
+        ("Al", "I am Alice", False),
+        ("Ana", "my name is Dana", False),
+        ("Rob", "it's robert", False),
+    ],
+)
+def test_free_text_from_an_llm_must_be_said_as_whole_words(value: str, said: str, ok: bool) -> None:
+    assert supported(NAME, value, said) is ok

@@ -136,8 +136,8 @@ def supported(field: Field, value: Any, text: str, lang: str | Language = "en") 
     Numbers, dates, yes/no and choices must be among what was said; an
     e-mail address must be spelled out in the transcript (ignoring spaces
     and symbols' names), a phone number's digits must have been said in
-    order, and free text must appear in it, allowing for a few letters'
-    difference.
+    order, and free text must appear in it as whole words, allowing for a
+    few letters' difference.
     """
     words = language(lang) if isinstance(lang, str) else lang
     match field.type:
@@ -162,13 +162,29 @@ def supported(field: Field, value: Any, text: str, lang: str | Language = "en") 
             # The country code may be implied by the field's region.
             return len(said) >= 3 and any(digits[i:] == said for i in range(0, 4))
         case FieldType.TEXT:
-            from rapidfuzz import fuzz
-
-            return (
-                bool(str(value).strip())
-                and fuzz.partial_ratio(str(value).casefold(), text.casefold()) >= 90
-            )
+            return _said_as_words(str(value), text)
     return False  # pragma: no cover
+
+
+def _said_as_words(value: str, text: str) -> bool:
+    """Whether ``value``'s words were said together in ``text``, allowing a few
+    letters' difference and one word more or less ("McDonald" for "mc donald").
+
+    Words, not letters: "Dan" is not said in "Daniel", nor "Ana" in "Dana".
+    """
+    from rapidfuzz import fuzz
+
+    from voicepipe.forms.spoken._text import words
+
+    want, said = words(value), words(text)
+    if not want:
+        return False
+    target = " ".join(want)
+    for size in sorted({max(1, len(want) - 1), len(want), len(want) + 1}):
+        for start in range(max(1, len(said) - size + 1)):
+            if fuzz.ratio(target, " ".join(said[start : start + size])) >= 90:
+                return True
+    return False
 
 
 def _squeeze(text: str) -> str:
