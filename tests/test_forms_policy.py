@@ -926,3 +926,27 @@ async def test_a_yes_to_a_read_back_no_is_a_confirmation_of_no(store: FormStore)
     await s.turn("no")
     reply = await s.turn("yes")
     assert reply.events[0] == FormProgress(field="ok", value=False, answered=1, total=1)
+
+
+async def test_a_choice_the_caller_refused_is_read_back_never_stored(store: FormStore) -> None:
+    # Found by review: "I don't want fish" stored "fish".
+    form = Form(
+        name="f",
+        fields=[
+            Field(
+                name="meal",
+                question="Chicken, fish or vegetarian?",
+                type=FieldType.CHOICE,
+                choices=["chicken", "fish", "vegetarian"],
+            )
+        ],
+    )
+    s = Session(store, form=form)
+    await s.start()
+    reply = await s.turn("I don't want fish")
+    assert await said(reply) == "I have fish. Is that right?"
+    assert (await stored(store)).answers == {}
+    reply = await s.turn("no")
+    assert (await stored(store)).answers == {}
+    reply = await s.turn("chicken")
+    assert reply.events[0] == FormProgress(field="meal", value="chicken", answered=1, total=1)

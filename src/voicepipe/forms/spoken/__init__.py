@@ -18,7 +18,7 @@ from dataclasses import field as dataclass_field
 from typing import Any
 
 from voicepipe.forms.schema import Field, FieldType
-from voicepipe.forms.spoken.languages import LANGUAGES, Language, language
+from voicepipe.forms.spoken.languages import EN, LANGUAGES, Language, language
 from voicepipe.forms.validation import InvalidAnswer, validate_value
 
 __all__ = [
@@ -109,15 +109,22 @@ def unclear(field: Field, text: str, lang: str | Language = "en") -> list[str]:
 
     For number and date fields: "i'm sixty want" leaves ["want"], a hint that
     the recogniser misheard part of the number, so the value should be read
-    back rather than stored silently. Empty for other types.
+    back rather than stored silently. For choice fields: the words that negate
+    ("I don't want fish" leaves ["don't"]), as the choice said may be the one
+    refused. Empty for other types.
     """
+    words = language(lang) if isinstance(lang, str) else lang
+    if field.type is FieldType.CHOICE:
+        from voicepipe.forms.spoken._text import words as split
+
+        negating = words.no | words.negations | EN.no | EN.negations
+        return [w for w in split(text) if w in negating]
     if field.type not in _CLEAR_TYPES:
         return []
     import re
 
     from voicepipe.forms.spoken._text import digits_text
 
-    words = language(lang) if isinstance(lang, str) else lang
     months = {name for names in words.months for name in names}
     said = re.findall(r"[^\W_]+(?:'[^\W_]+)?", digits_text(text, words.code))
     return [

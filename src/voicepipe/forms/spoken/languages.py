@@ -30,6 +30,8 @@ class Language:
     are the words that may surround a number or a date without making the
     answer unclear ("i'm ... years old", "the ... of ..."); any other word
     next to a number is a reason to read the value back before storing it.
+    ``negations`` (with ``no``) turn a choice said into one refused ("I don't
+    want fish"): a choice said with one is read back, never stored as it is.
     """
 
     code: str
@@ -47,6 +49,7 @@ class Language:
     day_first: bool
     digit_homophones: dict[str, str]
     context: frozenset[str] = frozenset()
+    negations: frozenset[str] = frozenset()
 
 
 EN = Language(
@@ -163,6 +166,12 @@ EN = Language(
     ),
     day_first=False,
     digit_homophones={"to": "2", "too": "2", "for": "4", "fore": "4", "won": "1", "ate": "8"},
+    negations=frozenset(
+        [
+            *("not", "don't", "dont", "doesn't", "isn't", "wouldn't", "won't", "can't"),
+            *("never", "without", "except", "but", "nothing", "neither", "nor"),
+        ]
+    ),
     context=frozenset(
         [
             "i",
@@ -283,6 +292,7 @@ ES = Language(
     ),
     day_first=True,
     digit_homophones={},
+    negations=frozenset(["sin", "excepto", "menos", "nunca", "ni", "nada", "salvo"]),
     context=frozenset(
         [
             "tengo",
