@@ -950,3 +950,15 @@ async def test_a_choice_the_caller_refused_is_read_back_never_stored(store: Form
     assert (await stored(store)).answers == {}
     reply = await s.turn("chicken")
     assert reply.events[0] == FormProgress(field="meal", value="chicken", answered=1, total=1)
+
+
+async def test_an_address_the_caller_refused_is_read_back_even_without_confirmation(
+    store: FormStore,
+) -> None:
+    s = Session(store)  # INTAKE: e-mail and phone do not confirm
+    await s.start()
+    await s.turn("twenty four")
+    # Before the fix "notjuan@gmail.com" was stored at once.
+    reply = await s.turn("it's not juan at gmail dot com")
+    assert await said(reply) == "I have n-o-t-j-u-a-n at gmail dot com. Is that right?"
+    assert "email" not in (await stored(store)).answers

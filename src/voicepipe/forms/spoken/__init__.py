@@ -109,12 +109,12 @@ def unclear(field: Field, text: str, lang: str | Language = "en") -> list[str]:
 
     For number and date fields: "i'm sixty want" leaves ["want"], a hint that
     the recogniser misheard part of the number, so the value should be read
-    back rather than stored silently. For choice fields: the words that negate
-    ("I don't want fish" leaves ["don't"]), as the choice said may be the one
-    refused. Empty for other types.
+    back rather than stored silently. For choices, e-mail addresses and phone
+    numbers: the words that negate ("I don't want fish" leaves ["don't"]), as
+    the value said may be the one refused. Empty for free text.
     """
     words = language(lang) if isinstance(lang, str) else lang
-    if field.type is FieldType.CHOICE:
+    if field.type in (FieldType.CHOICE, FieldType.EMAIL, FieldType.PHONE):
         from voicepipe.forms.spoken._text import words as split
 
         negating = words.no | words.negations | EN.no | EN.negations
