@@ -97,6 +97,9 @@ UTTERANCES: dict[str, dict[str, Any]] = {
     "no": {"news": False},
     "no it's thirty": {"age": 30, "news": False},
     "no it is bob at gmail dot com": {"email": "bob@gmail.com", "news": False},
+    "i'm sixty want": {"age": 60},  # a number among unusual words: read back
+    "no,thirty one": {"age": 31, "news": False},  # a correction with no space after its no
+    "it's not bob at gmail dot com": {"news": False},  # an address refused, not given
     "banana": {},
     "the weather is nice": {},
     "um": {},
