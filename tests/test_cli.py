@@ -645,3 +645,17 @@ async def test_a_turn_that_gets_no_reply_holds_the_recording_only_until_the_time
     with anyio.fail_after(10):
         chunks = [chunk async for chunk in recorded(silence(200), gate=gate)]
     assert len(chunks) == 2
+
+
+@pytest.mark.parametrize("command", ["chat", "form"])
+@pytest.mark.parametrize("where", ["missing/reply.wav", "."])
+def test_an_unwritable_out_is_refused_before_the_session_runs(
+    tmp_path: Path, command: str, where: str
+) -> None:
+    # Found by review: --out was first written after the whole session (a mic call,
+    # minutes of LLM work), so its audio was lost on a typo in the path.
+    wav = recording(tmp_path / "in.wav", 1)
+    args = ["chat", str(wav)] if command == "chat" else ["form", "run", str(INTAKE), str(wav)]
+    result = voicepipe(*args, *FAKE, "--out", where)
+    assert_one_line_error(result, 2, f"--out {where}: ")
+    assert "you  ›" not in result.stdout  # no session ran

@@ -22,7 +22,7 @@ from voicepipe.cli.options import (
     TtsChoice,
 )
 from voicepipe.cli.session import run_async, run_session
-from voicepipe.cli.view import Outcome, View, latency_table, write_reply
+from voicepipe.cli.view import Outcome, View, check_out, latency_table, write_reply
 
 if TYPE_CHECKING:
     from voicepipe.policies.base import Policy
@@ -96,6 +96,7 @@ def chat(
             raise CliError("give either INPUT.wav or --mic, not both")
         if not mic and input is None:
             raise CliError("missing INPUT.wav (or --mic for a live microphone session)")
+        check_out(out)
         pcm: bytes = b""
         seconds = 0.0
         if input is not None:

@@ -25,7 +25,7 @@ from voicepipe.cli.options import (
     TtsChoice,
 )
 from voicepipe.cli.session import run_async, run_session
-from voicepipe.cli.view import Outcome, View, write_reply
+from voicepipe.cli.view import Outcome, View, check_out, write_reply
 
 app = typer.Typer(help="Fill in a form by voice, and export the answers.", no_args_is_help=True)
 
@@ -95,6 +95,7 @@ def form_run(
     def run() -> int:
         from voicepipe.forms import load_form
 
+        check_out(out)
         form = load_form(form_file)
         pcm, _ = read_input(input)
         providers = build(stt, llm, tts, fake_turns)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -286,6 +287,20 @@ def latency_table(metrics: Sequence[Metrics]) -> Table:
             tokens,
         )
     return table
+
+
+def check_out(path: Path | None) -> None:
+    """Refuse an ``--out`` that cannot be written before the session runs, not after it
+    (its audio would be lost)."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise CliError(f"--out {path}: is a directory; give a file name such as reply.wav")
+    parent = path.parent
+    if not parent.is_dir():
+        raise CliError(f"--out {path}: no such directory {parent}; create it first")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise CliError(f"--out {path}: not writable; choose another path")
 
 
 def write_reply(path: Path | None, outcome: Outcome, err: Console) -> None:
