@@ -258,3 +258,27 @@ async def test_response_shapes_match_the_sdk_types() -> None:
 
     for body in SPLIT_AND_PARALLEL:
         ChatCompletionChunk.model_validate(body)
+
+
+async def test_arguments_nested_too_deeply_reach_the_runner_as_text(
+    llm: GroqLLM, groq_api: respx.MockRouter
+) -> None:
+    # Found by review: json.loads raised RecursionError (not ValueError) out of stream().
+    deep = "[" * 100_000 + "]" * 100_000
+    chunks = [c(call_start(0, "call_1", "get_weather", deep)), last()]
+    groq_api.post(CHAT).mock(return_value=sse_response(chunks))
+    assert await collect(llm) == [ToolCall("get_weather", deep, id="call_1")]
+
+
+async def test_calls_without_an_index_are_kept_in_the_models_order(
+    llm: GroqLLM, groq_api: respx.MockRouter
+) -> None:
+    # Found by review: a piece without an index next to one with an index made
+    # sorted() raise TypeError out of stream().
+    no_index = {"tool_calls": [{"id": "call_2", "function": {"name": "get_time"}}]}
+    chunks = [c(call_start(0, "call_1", "get_time", "{}")), c(no_index), last()]
+    groq_api.post(CHAT).mock(return_value=sse_response(chunks))
+    assert await collect(llm) == [
+        ToolCall("get_time", {}, id="call_1"),
+        ToolCall("get_time", {}, id="call_2"),
+    ]

@@ -78,13 +78,19 @@ class CallAssembler:
         """The calls in the model's order; arguments that are not a JSON object stay text
         (the tool runner tells the model)."""
         out: list[ToolCall] = []
-        for index in sorted(self._calls):
+        # A model's indexes are ints; a piece without one (None) comes after them, in
+        # the order it came, rather than failing the sort.
+        for index in sorted(self._calls, key=lambda i: (not isinstance(i, int), _int(i))):
             ids, names, pieces = self._calls[index]
             text = "".join(pieces)
             try:
                 parsed = json.loads(text or "{}")
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested past any use
                 parsed = None
             arguments = parsed if isinstance(parsed, dict) else text
             out.append(ToolCall("".join(names), arguments, id="".join(ids)))
         return out
+
+
+def _int(index: object) -> int:
+    return index if isinstance(index, int) else 0
