@@ -489,6 +489,7 @@ async def test_an_early_end_still_sends_close_stream(how: str) -> None:
     "malformed",
     [
         raw("{not json"),
+        raw("[" * 100_000 + "]" * 100_000),
         {"type": "Results", "is_final": True},
         {"type": "Results", "is_final": True, "channel": {}},
         {"type": "Results", "is_final": True, "channel": {"alternatives": [{"transcript": "x"}]}},
@@ -496,7 +497,16 @@ async def test_an_early_end_still_sends_close_stream(how: str) -> None:
         {**results("hi", is_final=True), "start": 1e308, "duration": 1e308},
         {"type": "UtteranceEnd"},
     ],
-    ids=["not-json", "no-channel", "no-alternatives", "no-times", "number", "huge-times", "ue"],
+    ids=[
+        "not-json",
+        "too-deep",
+        "no-channel",
+        "no-alternatives",
+        "no-times",
+        "number",
+        "huge-times",
+        "ue",
+    ],
 )
 async def test_a_malformed_message_is_skipped_not_raised(malformed: dict[str, Any]) -> None:
     # Found by review: each of these escaped transcribe() as a bare JSONDecodeError,

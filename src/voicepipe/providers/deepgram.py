@@ -589,7 +589,7 @@ class DeepgramSTT:
                 if closing.is_set():
                     return
                 raise _Lost("closed by Deepgram before the end of input") from None
-            except ValueError:  # not JSON: the SDK's json.loads
+            except (ValueError, RecursionError):  # not JSON (or nested past any use)
                 logger.warning("Deepgram STT: skipped a message that is not JSON")
                 continue
             # Audio this connection has been given, on the clock of Deepgram's times:
