@@ -524,6 +524,7 @@ async def test_importing_voicepipe_never_imports_groq() -> None:
 
 MALFORMED_STREAMS = {
     "not-json": b"data: {not json\n\n",
+    "too-deep": b"data: " + b"[" * 100_000 + b"]" * 100_000 + b"\n\n",
     "choice-without-delta": b'data: {"choices":[{"index":0}]}\n\ndata: [DONE]\n\n',
     "content-not-text": (
         b'data: {"choices":[{"index":0,"delta":{"content":5},"finish_reason":"stop"}]}\n\n'

@@ -206,8 +206,13 @@ async def test_is_a_streaming_and_a_batch_stt(stt: GroqSTT) -> None:
         httpx.Response(200, json={}),
         httpx.Response(200, json={"text": 5}),
         httpx.Response(200, content=b"<html>", headers={"content-type": "application/json"}),
+        httpx.Response(
+            200,
+            content=b"[" * 100_000 + b"]" * 100_000,
+            headers={"content-type": "application/json"},
+        ),
     ],
-    ids=["no-text", "text-not-a-string", "not-json"],
+    ids=["no-text", "text-not-a-string", "not-json", "too-deep"],
 )
 async def test_a_malformed_transcription_is_a_provider_error_that_says_so(
     stt: GroqSTT, groq_api: respx.MockRouter, response: httpx.Response

@@ -131,9 +131,9 @@ def _failures() -> tuple[type[Exception], ...]:
     return (groq.GroqError, httpx.HTTPError)
 
 
-_MALFORMED = (AttributeError, IndexError, KeyError, TypeError, ValueError)
-"""What reading a reply that is not JSON, or lacks a field, raises (the SDK parses
-leniently: a missing field is None)."""
+_MALFORMED = (AttributeError, IndexError, KeyError, TypeError, ValueError, RecursionError)
+"""What reading a reply that is not JSON (or nested too deeply), or lacks a field,
+raises (the SDK parses leniently: a missing field is None)."""
 
 
 def _malformed(stage: Stage, exc: Exception | str) -> ProviderError:
