@@ -143,6 +143,8 @@ def serve(args: argparse.Namespace) -> None:
     def count(signum: int, frame: object) -> None:
         collections[:] = [0, 0, 0]
         gc_time[0] = gc_time[2] = 0.0
+        if profile:
+            profiler.enable()  # the measured load only, not startup or the warm-up
 
     def report(signum: int, frame: object) -> None:
         if profile:
@@ -154,8 +156,6 @@ def serve(args: argparse.Namespace) -> None:
     gc.callbacks.append(on_gc)
     signal.signal(signal.SIGUSR2, count)  # the parent's, as the load starts
     signal.signal(signal.SIGUSR1, report)  # the parent's, after the load
-    if profile:
-        profiler.enable()
     uvicorn.Server(config).run(sockets=[sock])
 
 
