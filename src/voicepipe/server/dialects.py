@@ -74,12 +74,11 @@ def mount_dialect_routes(app: FastAPI, vs: VoiceServer) -> None:
         with vs.drain.session() as scope, scope:
             await vs.run(websocket, policy, dialect=TwilioDialect)
 
-    @app.websocket("/twilio")
     async def twilio(websocket: WebSocket) -> None:
         await twilio_call(websocket, ConversationPolicy())
 
-    @app.websocket("/twilio/forms/{name}")
-    async def twilio_form(websocket: WebSocket, name: str) -> None:
+    async def twilio_form(websocket: WebSocket) -> None:
+        name: str = websocket.path_params["name"]
         form = vs.forms.get(name)
         if form is None or vs.store is None:
             await websocket.close(1008)
@@ -88,7 +87,6 @@ def mount_dialect_routes(app: FastAPI, vs: VoiceServer) -> None:
         async with FormPolicy(form, store=vs.store, session_id=session_id) as policy:
             await twilio_call(websocket, policy)
 
-    @app.websocket("/api/v1/ws/voice-agents")
     async def voice_agents(websocket: WebSocket) -> None:
         async with vs.admit(websocket) as admitted:
             if not admitted:
@@ -101,3 +99,7 @@ def mount_dialect_routes(app: FastAPI, vs: VoiceServer) -> None:
             session_id = vs.signer.new(CLIPS_FORM)  # user_id identifies nobody: a new session
             async with FormPolicy(form, store=vs.store, session_id=session_id) as policy:
                 await vs.run(websocket, policy, session_id, dialect=ClipsDialect, speak=False)
+
+    app.router.add_websocket_route("/twilio", twilio)
+    app.router.add_websocket_route("/twilio/forms/{name}", twilio_form)
+    app.router.add_websocket_route("/api/v1/ws/voice-agents", voice_agents)
