@@ -304,6 +304,56 @@ async def test_the_tap_takes_messages_only_while_the_app_waits_for_one() -> None
     assert received == [b"decline", b"queued", b"untapped"]
 
 
+async def test_the_tap_writes_at_once_only_when_send_would_not_wait() -> None:
+    # TAP's `send`: after accept it writes text and binary messages at once, in order;
+    # not before accept, not while the socket is full, and never after the close.
+    results: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        send_nowait = scope["extensions"][TAP]["send"]
+        await receive()
+        results.append(send_nowait(b"early"))  # before accept: refused
+        await send({"type": "websocket.accept"})
+        results.append(send_nowait("text"))
+        await send({"type": "websocket.send", "bytes": b"asgi"})
+        results.append(send_nowait(b"binary"))
+        await send({"type": "websocket.close", "code": 4002, "reason": "done"})
+        results.append(send_nowait(b"late"))  # after the close: refused
+        await receive()
+
+    async with serving(app) as (address, _), client(address) as ws:
+        got = [await ws.recv(), await ws.recv(), await ws.recv()]
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+    assert results == [False, True, True, False]
+    assert got == ["text", b"asgi", b"binary"]
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4002
+
+
+async def test_the_tap_refuses_to_write_while_the_client_does_not_read() -> None:
+    written = 0
+    done = anyio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        nonlocal written
+        send_nowait = scope["extensions"][TAP]["send"]
+        await receive()
+        await send({"type": "websocket.accept"})
+        while written < 1000 and send_nowait(bytes(64 * 1024)):
+            written += 1
+        done.set()
+        await receive()
+
+    async with serving(app) as (address, _):
+        sock = await anyio.to_thread.run_sync(raw_client, address)
+        try:
+            with anyio.fail_after(10):
+                await done.wait()
+        finally:
+            sock.close()
+    assert 0 < written < 200  # refused at the write buffer's high-water mark
+
+
 def raw_client(address: str) -> socket.socket:
     """A client that completes the handshake, then neither reads nor answers anything."""
     host, port = address.split(":")

@@ -9,12 +9,13 @@ import json
 import os
 import socket
 import warnings
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import anyio
+import anyio.lowlevel
 import pytest
 from anyio.streams.memory import MemoryObjectReceiveStream as Stream
 from starlette.applications import Starlette
@@ -36,7 +37,7 @@ from voicepipe.providers.base import Emit
 from voicepipe.providers.fake import FakeLLM, FakeSTT, FakeTTS
 from voicepipe.transports.dialect import Dialect, Link, parse_json
 from voicepipe.transports.dialects.voicepipe import END_TURN_SILENCE_MS, VoicepipeDialect
-from voicepipe.transports.websocket import serve
+from voicepipe.transports.websocket import TAP, serve
 
 with warnings.catch_warnings():
     # Starlette asks for httpx2 instead of httpx with a warning at import (see docs/server.md).
@@ -825,3 +826,125 @@ async def test_the_audio_budget_ends_the_session_over_a_real_socket(ws_layer: st
     assert error["message"] == "the session used up its audio budget of 3200 bytes"
     assert (got.code, got.reason) == (1008, error["message"])
     assert f.stt.received_bytes == FORMAT.bytes_for(100)
+
+
+# -- the direct send path (TAP's `send`) ---------------------------------------------
+
+
+class RecordingDialect(VoicepipeDialect):
+    """voicepipe's dialect, noting every frame it hands the transport, in order."""
+
+    def __init__(self, queued: list[str | bytes]) -> None:
+        super().__init__()
+        self.queued = queued
+
+    async def on_event(self, event: Event, link: Link) -> None:
+        await super().on_event(event, _NotingLink(link, self.queued))
+
+
+class _NotingLink:
+    def __init__(self, link: Link, queued: list[str | bytes]) -> None:
+        self._link = link
+        self._queued = queued
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._link, name)
+
+    async def send(self, frame: str | bytes) -> None:
+        self._queued.append(frame)
+        await self._link.send(frame)
+
+
+@pytest.mark.anyio
+async def test_frames_written_at_once_keep_their_order_behind_queued_ones() -> None:
+    # A layer offering TAP's `send` takes some frames at once and refuses others (its
+    # buffer is full), and its ASGI send is slow: a frame may go out at once only with
+    # nothing queued or being sent ahead of it, and nothing after the close.
+    queued: list[str | bytes] = []
+    wire: list[str | bytes | tuple[str, int]] = []
+    direct = [0]
+    inputs: list[dict[str, Any]] = [
+        {"type": "websocket.connect"},
+        *(
+            {"type": "websocket.receive", "text": json.dumps({"type": "text", "content": c})}
+            for c in ("hello", "how are you", "and then")
+        ),
+        {"type": "websocket.receive", "text": json.dumps({"type": "stop"})},
+    ]
+    closed = anyio.Event()
+
+    async def receive() -> dict[str, Any]:
+        if inputs:
+            return inputs.pop(0)
+        await closed.wait()
+        return {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "websocket.accept":
+            return
+        for _ in range(3):
+            await anyio.lowlevel.checkpoint()  # a slow socket: frames queue behind this one
+        if message["type"] == "websocket.close":
+            wire.append(("close", message["code"]))
+            closed.set()
+        else:
+            wire.append(message["bytes"] if message.get("bytes") is not None else message["text"])
+
+    def send_nowait(frame: str | bytes) -> bool:
+        if len(wire) // 4 % 2:  # every other run of four frames: the buffer is full
+            return False
+        direct[0] += 1
+        wire.append(frame)
+        return True
+
+    scope = {
+        "type": "websocket",
+        "path": "/ws",
+        "query_string": b"mode=text",
+        "headers": [],
+        "subprotocols": [],
+        "extensions": {TAP: {"set": lambda handler: None, "send": send_nowait}},
+    }
+    f = fakes([], ["Hello to you. Nice day.", "Fine. And you?", "Sure."], chunk_ms=20)
+    await serve(
+        WebSocket(scope, receive, send), f.pipeline(), dialect=lambda: RecordingDialect(queued)
+    )
+    assert wire[-1] == ("close", 1000)
+    assert wire[:-1] == queued  # in order, all of them, and nothing after the close
+    assert 0 < direct[0] < len(queued)  # both ways were taken
+    assert json.loads(queued[-1])["type"] == "finish"
+    assert f.all_closed
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_frames_go_out_without_an_asgi_message_on_the_picows_layer(ws_layer: str) -> None:
+    # voicepipe serve's layer writes frames at once (TAP's `send`); uvicorn's own layer
+    # gets each as an ASGI message, as before. The close is an ASGI message on both.
+    asgi_sends: list[str] = []
+    f = fakes(["hello"], ["Hello to you. Nice day."])
+    inner = app_serving(lambda ws: f.pipeline())
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        async def counting(message: MutableMapping[str, Any]) -> None:
+            if message["type"].startswith("websocket."):
+                asgi_sends.append(message["type"])
+            await send(message)
+
+        await inner(scope, receive, counting)
+
+    async with serve_on_loopback(app, ws_layer) as address, loopback(address, "/ws") as ws:
+        for chunk in chunk_pcm(utterance(), FORMAT, 20):
+            await ws.send(chunk)
+        await ws.send(json.dumps({"type": "stop"}))
+        got = await adrain(ws)
+    assert got.frames[0] == "session" and got.frames[-1] == "finish"
+    assert "assistant" in got.frames and got.audio
+    assert (got.code, got.reason) == (1000, "end_of_input")
+    sent = asgi_sends.count("websocket.send")
+    assert asgi_sends[0] == "websocket.accept" and asgi_sends[-1] == "websocket.close"
+    if ws_layer == PICOWS:
+        assert sent == 0
+    else:
+        assert sent > len(got.events)  # every event, and the audio
+    assert f.all_closed

@@ -9,7 +9,8 @@ handed to picows's ``WSProtocol``, which reads into its own buffer, unmasks
 and parses frames in C and calls back per frame. The ASGI side is a queue and
 one future per wait, plus voicepipe's ``TAP`` scope extension
 (:data:`voicepipe.transports.websocket.TAP`): the app may take a message in
-the socket's callback while it waits for one, saving a task wake-up.
+the socket's callback while it waits for one, saving a task wake-up, and
+write a message at once when the socket can take it, without an ASGI message.
 
 Same guarantees as uvicorn's protocols: frames over ``ws_max_size`` close the
 connection with 1009, invalid UTF-8 text with 1007; a full receive queue
@@ -181,7 +182,10 @@ class PicowsProtocol(WSListener, asyncio.Protocol):
             "headers": headers,
             "subprotocols": subprotocols,
             "state": self.app_state.copy(),
-            "extensions": {"websocket.http.response": {}, TAP: {"set": self._set_tap}},
+            "extensions": {
+                "websocket.http.response": {},
+                TAP: {"set": self._set_tap, "send": self._send_nowait},
+            },
         }
         version = dict(headers).get(b"sec-websocket-version")
         if version != b"13":
@@ -339,6 +343,17 @@ class PicowsProtocol(WSListener, asyncio.Protocol):
 
     def _set_tap(self, handler: Callable[[bytes], bool] | None) -> None:
         self.tap = handler
+
+    def _send_nowait(self, message: bytes | str) -> bool:
+        """TAP's ``send``: write ``message`` now if :meth:`send` would not wait or refuse."""
+        ws = self.ws
+        if ws is None or self.writable is not None or self.close_sent or self.disconnected:
+            return False
+        if isinstance(message, str):
+            ws.send(_TEXT, message.encode())
+        else:
+            ws.send(_BINARY, message)
+        return True
 
     def _message(self, data: bytes | None, text: str | None) -> None:
         if self.close_sent:

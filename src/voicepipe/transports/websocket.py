@@ -14,7 +14,10 @@ core does the rest, the same for every dialect:
   as the dialect shapes them, errors about the client's input, the close)
   goes through one queue and one task. So ``session`` is the first frame,
   nothing a client frame provokes is sent after ``finish``, and nothing at
-  all after the close.
+  all after the close. On a WebSocket layer that offers ``send`` in the
+  :data:`TAP` extension (``voicepipe serve``'s), a frame with nothing queued
+  or being sent ahead of it, for a socket that can take it, is written at
+  once instead, in the same order, without waking the writer.
 * **Every send is bounded** by ``send_timeout``: a client that stops reading
   is dropped (without a close frame, which could not get through either),
   checked by a watchdog every quarter of ``send_timeout`` (at most every second).
@@ -34,9 +37,9 @@ core does the rest, the same for every dialect:
 How it runs: one task group per session holding the writer, the reader
 (client frames to the dialect, which feeds the pipeline's input streams),
 the event task (the pipeline's events to the dialect, which queues frames)
-and the timer. Whatever ends the session (``finish``, the client leaving,
-a limit) cancels the group, and leaving it closes the pipeline and with it
-every provider stream.
+and the watchdog (stalled sends, the time limit, the drain). Whatever ends
+the session (``finish``, the client leaving, a limit) cancels the group, and
+leaving it closes the pipeline and with it every provider stream.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
@@ -78,13 +82,22 @@ OUTBOX_FRAMES = 64
 """Frames that may wait for the writer before whoever queues them waits too."""
 
 TAP = "voicepipe.tap"
-"""An ASGI scope extension a WebSocket layer may offer (``voicepipe serve``'s does):
+"""An ASGI scope extension a WebSocket layer may offer (``voicepipe serve``'s does).
+
 ``scope["extensions"][TAP]["set"](handler)``, where ``handler(data) -> bool`` is
 called with a client's binary message in the socket's callback while the app waits
 in ``receive()`` with nothing queued; True means it took the message, which then
 never reaches ``receive()``. ``set(None)`` removes it.
 The reader uses it for the common frame (audio the pipeline hears as is): one
-task wake-up per frame instead of two."""
+task wake-up per frame instead of two.
+
+``scope["extensions"][TAP]["send"](message) -> bool`` (optional), once the app has
+accepted: write ``message`` (``bytes``: a binary message, ``str``: a text one) now,
+as ``websocket.send`` would, if the socket can take it without waiting (its buffer
+under the high-water mark, no close sent, the client there), and return True; else
+return False and write nothing (the app then sends the usual way, which waits).
+The writer uses it for every frame with nothing queued ahead of it: no task
+wake-up and no trip through the ASGI send chain per frame."""
 
 _GONE = (WebSocketDisconnect, RuntimeError, OSError)
 """What sending raises once the client is gone (WebSocketDisconnected is a RuntimeError)."""
@@ -182,7 +195,6 @@ class _Connection:
         self.done = anyio.Event()  # the writer has stopped
         self.finish_reason = "end_of_input"
         self.shutting_down = False  # the server drains: the input was ended for the client
-        self.scope = anyio.CancelScope()
         # The writer's queue. Not a memory object stream: its send() yields to the event
         # loop before it enqueues, and an input error could then slip in after `finish`.
         # Here the check of the gates and the enqueueing happen in one step.
@@ -194,28 +206,22 @@ class _Connection:
         self._text: Inbox[str] = Inbox(input_buffer)
         self._tg: TaskGroup | None = None
         self._set_tap: Callable[[Callable[[bytes], bool] | None], None] | None = None
+        extension = (websocket.scope.get("extensions") or {}).get(TAP) or {}
+        self._send_nowait: Callable[[str | bytes], bool] | None = extension.get("send")
         self.links = {gate: _Link(self, gate) for gate in _Gate}
         self._input_link = self.links[_Gate.INPUT]  # looked up once: an Enum hashes in Python
 
     async def run(self, max_seconds: float | None, shutdown: anyio.Event | None = None) -> None:
         try:
-            with self.scope:
-                await self._run(max_seconds, shutdown)
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                tg.start_soon(self._write_loop)
+                tg.start_soon(self._watch, max_seconds, shutdown)
+                # In a task of its own, not the ASGI app's: every event wakes this task,
+                # and waking the app's resumes its whole stack of middleware and routing.
+                tg.start_soon(self._session, tg)
         finally:
             self.end_input()
-
-    async def _run(self, max_seconds: float | None, shutdown: anyio.Event | None) -> None:
-        async with anyio.create_task_group() as tg:
-            self._tg = tg
-            tg.start_soon(self._write_loop)
-            tg.start_soon(self._watch_sends)
-            if max_seconds is not None:
-                tg.start_soon(self._time_limit, max_seconds)
-            if shutdown is not None:
-                tg.start_soon(self._shut_down_on, shutdown)
-            # In a task of its own, not the ASGI app's: every event wakes this task, and
-            # waking the app's resumes its whole stack of middleware and routing frames.
-            tg.start_soon(self._session, tg)
 
     async def _session(self, tg: TaskGroup) -> None:
         await self.dialect.open(self.links[_Gate.EVENTS])
@@ -232,13 +238,8 @@ class _Connection:
 
     def end(self) -> None:
         """Stop everything of this session now."""
-        self.scope.cancel()
-
-    async def _shut_down_on(self, shutdown: anyio.Event) -> None:
-        """The server drains: end the input as ``stop`` would; the session then finishes."""
-        await shutdown.wait()
-        self.shutting_down = True
-        self.end_input()
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
 
     # -- server -> client: one queue, one writer -------------------------------------
 
@@ -251,6 +252,13 @@ class _Connection:
             return
         if isinstance(item, _Close):
             self.close_queued = self.closing = True
+        elif (
+            self._send_nowait is not None
+            and not self._outbox
+            and self.sending_since is None
+            and self._send_nowait(item)
+        ):
+            return  # written at once: nothing was queued or being sent ahead of it
         self._outbox.append(item)
         self._wake.set()
         while len(self._outbox) > OUTBOX_FRAMES and not self.done.is_set():
@@ -289,13 +297,26 @@ class _Connection:
             self._room.set()
             self.end()
 
-    async def _watch_sends(self) -> None:
-        """Drop a client whose frame has waited ``send_timeout`` to be sent (it reads
-        nothing), checking every quarter of it or every second: cheaper than a timeout
-        around every send, which costs a cancel scope and a timer per frame."""
+    async def _watch(self, max_seconds: float | None, shutdown: anyio.Event | None) -> None:
+        """The session's clock, one task for all of it: drop a client whose frame has
+        waited ``send_timeout`` to be sent (it reads nothing), checking every quarter of
+        it or every second (cheaper than a timeout around every send, which costs a
+        cancel scope and a timer per frame); end the input once ``shutdown`` is set (the
+        server drains: the session then finishes as after ``stop``); end the session at
+        ``max_seconds``."""
         period = min(self.send_timeout / 4, 1.0)
+        deadline = math.inf if max_seconds is None else anyio.current_time() + max_seconds
         while True:
-            await anyio.sleep(period)
+            wait = max(0.0, min(period, deadline - anyio.current_time()))
+            if shutdown is None:
+                await anyio.sleep(wait)
+            else:
+                with anyio.move_on_after(wait):
+                    await shutdown.wait()
+                if shutdown.is_set():
+                    shutdown = None
+                    self.shutting_down = True
+                    self.end_input()
             since = self.sending_since
             if since is not None and time.monotonic() - since >= self.send_timeout:
                 log.info(
@@ -305,6 +326,9 @@ class _Connection:
                 )
                 self.gone = True  # no close frame could get through either
                 self.end()
+                return
+            if max_seconds is not None and anyio.current_time() >= deadline:
+                await self._time_up(max_seconds)
                 return
 
     async def close_now(self, code: int, reason: str) -> None:
@@ -324,8 +348,7 @@ class _Connection:
         await self.dialect.on_event(event, self.links[_Gate.FINAL])
         await self._queue(_Close(code, message), _Gate.FINAL)
 
-    async def _time_limit(self, seconds: float) -> None:
-        await anyio.sleep(seconds)
+    async def _time_up(self, seconds: float) -> None:
         # The reason reaches a client that still reads; one that does not is not waited for.
         with anyio.move_on_after(min(self.send_timeout, CLOSE_GRACE)):
             await self.fail(f"the session reached its {seconds:g}-second limit")
