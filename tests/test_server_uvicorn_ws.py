@@ -95,6 +95,26 @@ async def test_messages_both_ways_with_subprotocol_and_headers() -> None:
     assert log[-1] == {"type": "websocket.disconnect", "code": 4001, "reason": "as asked"}
 
 
+@pytest.mark.parametrize("http", ["h11", "httptools"])
+async def test_the_scope_has_the_addresses_of_the_connection(http: str) -> None:
+    # Taken from uvicorn's HTTP protocol, which read the request (either parser).
+    scopes: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        scopes.append(scope)
+        await receive()
+        await send({"type": "websocket.accept"})
+        await receive()
+
+    async with serving(app, http=http) as (address, _), client(address, "/x") as ws:
+        local = ws.local_address
+    (scope,) = scopes
+    port = int(address.split(":")[1])
+    assert scope["server"] == ("127.0.0.1", port)
+    assert scope["client"] == ("127.0.0.1", local[1])
+    assert scope["scheme"] == "ws"
+
+
 async def test_the_client_closing_reaches_the_app_with_its_code() -> None:
     log: list[Any] = []
     async with serving(echo_app(log)) as (address, _):

@@ -135,12 +135,19 @@ class PicowsProtocol(WSListener, asyncio.Protocol):
         self.fragments_type = _BINARY
         self.response: tuple[int, list[tuple[bytes, bytes]], bytes] | None = None
         self.tap: Callable[[bytes], bool] | None = None  # voicepipe's TAP extension
+        self.addresses: tuple[Any, Any, bool] | None = None  # server, client, TLS
 
     # -- uvicorn's side: the upgrade request, until the app answers it ----------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         self.connections.add(self)  # type: ignore[arg-type]  # uvicorn lists its own classes
+        # uvicorn's HTTP protocol, which read the request, has the addresses already: each
+        # costs a socket object and system calls on uvloop.
+        http = transport.get_protocol()
+        server, client = getattr(http, "server", False), getattr(http, "client", False)
+        if server is not False and client is not False:
+            self.addresses = (server, client, getattr(http, "scheme", None) == "https")
 
     def data_received(self, data: bytes) -> None:
         if self.scope:  # frames sent before our 101 wait for picows (a few; then we stop)
@@ -168,13 +175,21 @@ class PicowsProtocol(WSListener, asyncio.Protocol):
                 subprotocols.extend(p.strip() for p in value.decode("latin-1").split(","))
         raw_path, _, query = target.partition(b"?")
         root = self.config.root_path
+        if self.addresses is None:
+            transport = self.transport
+            self.addresses = (
+                get_local_addr(transport),
+                get_remote_addr(transport),
+                is_ssl(transport),
+            )
+        server, client, tls = self.addresses
         self.scope = {
             "type": "websocket",
             "asgi": {"version": self.config.asgi_version, "spec_version": "2.4"},
             "http_version": "1.1",
-            "scheme": "wss" if is_ssl(self.transport) else "ws",
-            "server": get_local_addr(self.transport),
-            "client": get_remote_addr(self.transport),
+            "scheme": "wss" if tls else "ws",
+            "server": server,
+            "client": client,
             "root_path": root,
             "path": root + unquote(raw_path.decode("ascii")),
             "raw_path": root.encode("ascii") + raw_path,
@@ -206,11 +221,12 @@ class PicowsProtocol(WSListener, asyncio.Protocol):
 
     def _accept(self, message: dict[str, Any]) -> None:
         """The app accepted: answer 101 through picows and hand it the socket."""
-        log.info(
-            '%s - "WebSocket %s" [accepted]',
-            get_client_addr(self.scope),  # type: ignore[arg-type]
-            get_path_with_query_string(self.scope),  # type: ignore[arg-type]
-        )
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                '%s - "WebSocket %s" [accepted]',
+                get_client_addr(self.scope),  # type: ignore[arg-type]
+                get_path_with_query_string(self.scope),  # type: ignore[arg-type]
+            )
         extra: list[tuple[str, str]] = [
             (name.decode("latin-1"), value.decode("latin-1"))
             for name, value in (*self.default_headers, *message.get("headers", ()))
@@ -492,12 +508,13 @@ class PicowsProtocol(WSListener, asyncio.Protocol):
 
     def _respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         """Refuse the upgrade with a plain HTTP response, then close."""
-        log.info(
-            '%s - "WebSocket %s" %d',
-            get_client_addr(self.scope),  # type: ignore[arg-type]
-            get_path_with_query_string(self.scope),  # type: ignore[arg-type]
-            status,
-        )
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                '%s - "WebSocket %s" %d',
+                get_client_addr(self.scope),  # type: ignore[arg-type]
+                get_path_with_query_string(self.scope),  # type: ignore[arg-type]
+                status,
+            )
         self.handshake_complete = True
         self.close_sent = True
         self._put({"type": "websocket.disconnect", "code": 1006})
