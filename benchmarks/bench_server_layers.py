@@ -14,7 +14,9 @@ It prints the server's CPU time per frame and, with ``--callgrind`` (valgrind
 installed; use one session: the server runs ~50× slower), its instructions per
 frame, counted only while the clients stream: the figure that a busy machine
 does not move. Run ``python benchmarks/bench_server_layers.py --layer full
---sessions 1 --seconds 8 --callgrind`` for each layer.
+--sessions 1 --seconds 8 --callgrind`` for each layer, and ``--sessions 1
+--connections 20 --seconds 0.1 --callgrind`` for what a session's connecting
+and closing costs (20 sessions of 5 frames, one after another).
 """
 
 from __future__ import annotations
@@ -216,8 +218,14 @@ async def load(port: int, pid: int, args: argparse.Namespace) -> tuple[int, floa
     sent = [0]
     os.kill(pid, signal.SIGUSR2)  # the server counts its collections from here
     before = cpu_seconds(pid)
-    every = args.turn_every
-    await asyncio.gather(*(client(port, args.seconds, i / n, sent, every) for i in range(n)))
+    every, count = args.turn_every, args.connections
+
+    async def one_after_another(delay: float) -> None:
+        await asyncio.sleep(delay)
+        for _ in range(count):
+            await client(port, args.seconds, 0.0, sent, every)
+
+    await asyncio.gather(*(one_after_another(i / n) for i in range(n)))
     cpu = cpu_seconds(pid) - before
     if args.callgrind:
         callgrind_control(pid, "-i", "off")  # the count is written when the server exits
@@ -266,7 +274,9 @@ def main(args: argparse.Namespace) -> None:
     line += f"{args.sessions} sessions, {frames} frames, "
     line += f"server CPU {cpu / frames * 1e6:.1f} µs/frame"
     if args.callgrind:
-        line += f", {instructions(out) / frames / 1000:.1f}k instructions/frame"
+        counted = instructions(out)
+        line += f", {counted / frames / 1000:.1f}k instructions/frame"
+        line += f" ({counted / (args.sessions * args.connections) / 1e6:.2f}M a session)"
     gens = "/".join(gc_line[1:4])
     line += f"; GC: {gens} collections (generation 0/1/2), "
     line += f"{float(gc_line[4]) / frames * 1e6:.2f} µs/frame, "
@@ -280,6 +290,13 @@ if __name__ == "__main__":
     parser.add_argument("--layer", choices=layers, default="full")
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=1,
+        help="sessions each client opens, one after another (--seconds each): with a short "
+        "--seconds, what a session's connecting and closing costs",
+    )
     parser.add_argument("--callgrind", action="store_true", help="count instructions")
     parser.add_argument(
         "--turn-every",
