@@ -34,10 +34,11 @@ core does the rest, the same for every dialect:
   fails, the error is logged and the socket closed with 1011, and one
   session's failure never reaches another.
 
-How it runs: one task group per session holding the writer, the reader
-(client frames to the dialect, which feeds the pipeline's input streams),
-the event task (the pipeline's events to the dialect, which queues frames)
-and the watchdog (stalled sends, the time limit, the drain). Whatever ends
+How it runs: one task group per session holding the reader (client frames
+to the dialect, which feeds the pipeline's input streams), the event task
+(the pipeline's events to the dialect, which queues frames) and the
+watchdog (stalled sends, the time limit, the drain); the writer is the
+task that called :func:`serve`. Whatever ends
 the session (``finish``, the client leaving, a limit) cancels the group, and
 leaving it closes the pipeline and with it every provider stream.
 """
@@ -215,11 +216,13 @@ class _Connection:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                tg.start_soon(self._write_loop)
                 tg.start_soon(self._watch, max_seconds, shutdown)
                 # In a task of its own, not the ASGI app's: every event wakes this task,
                 # and waking the app's resumes its whole stack of middleware and routing.
                 tg.start_soon(self._session, tg)
+                # The writer is the app's task: with a layer that writes frames at once
+                # (TAP's `send`) it wakes only for a full socket and the close.
+                await self._write_loop()
         finally:
             self.end_input()
 
@@ -232,9 +235,8 @@ class _Connection:
         async with session as events:
             await self._event_loop(events, tg)
         code = 1001 if self.finish_reason == "shutdown" else 1000
+        # The writer sends what is queued, closes, and ends the session.
         await self._queue(_Close(code, self.finish_reason), _Gate.FINAL)
-        await self.done.wait()  # the writer sends what is queued, closes, and stops
-        tg.cancel_scope.cancel()
 
     def end(self) -> None:
         """Stop everything of this session now."""
