@@ -37,13 +37,14 @@ class Inbox(Generic[T]):
     def __init__(self, size: int) -> None:
         self._items: deque[T] = deque()
         self._size = max(1, size)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Off asyncio: the backend's Event class, looked up once (anyio.Event() finds the
+        # backend anew on every call, which costs more than the rest of a put).
+        self._event: type[anyio.Event] | None = None
         try:
-            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            self._loop = asyncio.get_running_loop()
         except RuntimeError:  # not asyncio (trio)
-            self._loop = None
-        # The backend's Event class, looked up once: anyio.Event() finds the backend
-        # anew on every call, which costs more than the rest of a put.
-        self._event: type[anyio.Event] = type(anyio.Event())
+            self._event = type(anyio.Event())
         self._ready: _Waiter | None = None  # the consumer waits for an item
         self._room: _Waiter | None = None  # the producer waits for room
         self.closed = False
@@ -94,6 +95,7 @@ class Inbox(Generic[T]):
                 self._ready = future = self._loop.create_future()
                 await future
             else:
+                assert self._event is not None
                 self._ready = event = self._event()
                 await event.wait()
         item = self._items.popleft()
@@ -110,7 +112,10 @@ class Inbox(Generic[T]):
         self._wake_producer()
 
     def _waiter(self) -> _Waiter:
-        return self._loop.create_future() if self._loop is not None else self._event()
+        if self._loop is not None:
+            return self._loop.create_future()
+        assert self._event is not None
+        return self._event()
 
     def _wake_consumer(self) -> None:
         ready, self._ready = self._ready, None
