@@ -114,7 +114,12 @@ TURN_TIMEOUT = 10.0
 
 
 def serve(
-    llm_ttft: float, tts_ttfb: float, ws: str, gc_threshold: int, profile: str | None = None
+    llm_ttft: float,
+    tts_ttfb: float,
+    ws: str,
+    gc_threshold: int,
+    profile: str | None = None,
+    http: str = "auto",
 ) -> None:
     """Child process: the example server on fake providers; prints its port.
 
@@ -155,6 +160,7 @@ def serve(
         log_level="warning",
         access_log=False,
         ws=PICOWS if ws == "picows" else ws,
+        http=http,
         ws_ping_interval=None,
         ws_per_message_deflate=False,  # as `voicepipe serve` runs it
         backlog=4096,
@@ -480,7 +486,7 @@ async def main(args: argparse.Namespace, address: str, pid: int) -> None:
 def bench(args: argparse.Namespace) -> None:
     """Start the server in a subprocess, load it, stop it."""
     flags = ["--llm-ttft", str(args.llm_ttft), "--tts-ttfb", str(args.tts_ttfb), "--ws", args.ws]
-    flags += ["--gc-threshold", str(args.gc_threshold)]
+    flags += ["--gc-threshold", str(args.gc_threshold), "--http", args.http]
     if args.profile:
         flags += ["--profile", str(Path(args.profile).resolve())]
     command = [sys.executable, __file__, "--serve", *flags]
@@ -524,6 +530,12 @@ if __name__ == "__main__":
         "0: Python's default, 700)",
     )
     parser.add_argument(
+        "--http",
+        choices=["auto", "h11", "httptools"],
+        default="auto",
+        help="uvicorn's HTTP parser (auto: httptools when installed, as voicepipe serve)",
+    )
+    parser.add_argument(
         "--ramp-seconds",
         type=float,
         default=1.0,
@@ -547,6 +559,7 @@ if __name__ == "__main__":
             arguments.ws,
             arguments.gc_threshold,
             arguments.profile,
+            arguments.http,
         )
     else:
         bench(arguments)

@@ -123,6 +123,7 @@ def serve(args: argparse.Namespace) -> None:
         app,
         log_level="warning",
         ws=PICOWS if ws == "picows" else ws,
+        http=args.http,
         loop=loop,
         ws_ping_interval=None,
         ws_per_message_deflate=False,
@@ -246,7 +247,7 @@ def instructions(out: Path) -> int:
 
 def main(args: argparse.Namespace) -> None:
     command = [sys.executable, __file__, "--serve", args.layer, "--ws", args.ws]
-    command += ["--server", args.server, "--loop", args.loop]
+    command += ["--server", args.server, "--loop", args.loop, "--http", args.http]
     command += ["--gc-threshold", str(args.gc_threshold)]
     if args.profile:
         command += ["--profile", str(Path(args.profile).resolve())]
@@ -313,6 +314,12 @@ if __name__ == "__main__":
     )
     parser.add_argument("--server", choices=["uvicorn", "granian"], default="uvicorn")
     parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto")
+    parser.add_argument(
+        "--http",
+        choices=["auto", "h11", "httptools"],
+        default="auto",
+        help="uvicorn's HTTP parser (auto: httptools when installed, as voicepipe serve)",
+    )
     parser.add_argument("--profile", help="write the server's cProfile stats to this file")
     parser.add_argument(
         "--gc-threshold",
