@@ -209,8 +209,9 @@ class _Connection:
         self._set_tap: Callable[[Callable[[bytes], bool] | None], None] | None = None
         extension = (websocket.scope.get("extensions") or {}).get(TAP) or {}
         self._send_nowait: Callable[[str | bytes], bool] | None = extension.get("send")
-        self.links = {gate: _Link(self, gate) for gate in _Gate}
-        self._input_link = self.links[_Gate.INPUT]  # looked up once: an Enum hashes in Python
+        # Attributes, not a dict by gate: an Enum hashes in Python, and FINAL is rare.
+        self._input_link = _Link(self, _Gate.INPUT)
+        self._events_link = _Link(self, _Gate.EVENTS)
 
     async def run(self, max_seconds: float | None, shutdown: anyio.Event | None = None) -> None:
         try:
@@ -227,7 +228,7 @@ class _Connection:
             self.end_input()
 
     async def _session(self, tg: TaskGroup) -> None:
-        await self.dialect.open(self.links[_Gate.EVENTS])
+        await self.dialect.open(self._events_link)
         if self.dialect.text_mode:
             session = self.pipeline.run_text(self._text)
         else:
@@ -347,7 +348,7 @@ class _Connection:
             return  # already ending; nothing may follow `finish`
         self.closing = True
         event = ErrorEvent(stage=stage, message=message, recoverable=False)
-        await self.dialect.on_event(event, self.links[_Gate.FINAL])
+        await self.dialect.on_event(event, _Link(self, _Gate.FINAL))
         await self._queue(_Close(code, message), _Gate.FINAL)
 
     async def _time_up(self, seconds: float) -> None:
@@ -358,7 +359,7 @@ class _Connection:
         self.end()
 
     async def _event_loop(self, events: ObjectReceiveStream[Event], tg: TaskGroup) -> None:
-        link = self.links[_Gate.EVENTS]
+        link = self._events_link
         async for event in events:
             if isinstance(event, Finish):
                 if self.shutting_down and event.reason == "end_of_input":
@@ -368,7 +369,7 @@ class _Connection:
             await self.dialect.on_event(event, link)
             if isinstance(event, Session):
                 # Only now is the client heard: whatever it sends is answered after `session`.
-                await self.dialect.start(self.links[_Gate.INPUT])
+                await self.dialect.start(self._input_link)
                 tg.start_soon(self._read_loop)
 
     # -- client -> server ------------------------------------------------------------
@@ -376,12 +377,12 @@ class _Connection:
     async def _read_loop(self) -> None:
         tap = self.websocket.scope.get("extensions", {}).get(TAP)
         if tap is None:
-            await self._read(self.links[_Gate.INPUT])
+            await self._read(self._input_link)
             return
         self._set_tap = tap["set"]
         self._set_tap(self._frame_nowait)
         try:
-            await self._read(self.links[_Gate.INPUT])
+            await self._read(self._input_link)
         finally:
             self._set_tap(None)
             self._set_tap = None
