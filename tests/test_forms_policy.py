@@ -23,7 +23,16 @@ from tests.forms_support import (
 )
 from voicepipe.errors import ProviderError
 from voicepipe.events import ErrorEvent, FormComplete, FormProgress
-from voicepipe.forms import Answer, Attempt, Field, FieldType, Form, FormStore, SessionRecord
+from voicepipe.forms import (
+    Answer,
+    Attempt,
+    Field,
+    FieldType,
+    Form,
+    FormStore,
+    SessionRecord,
+    StoreError,
+)
 from voicepipe.forms.spoken import language as spoken_language
 from voicepipe.forms.spoken.yes_no import yes_no as spoken_yes_no
 from voicepipe.policies.base import PolicyContext, Reply
@@ -962,3 +971,42 @@ async def test_an_address_the_caller_refused_is_read_back_even_without_confirmat
     reply = await s.turn("it's not juan at gmail dot com")
     assert await said(reply) == "I have n-o-t-j-u-a-n at gmail dot com. Is that right?"
     assert "email" not in (await stored(store)).answers
+
+
+class FailingOnce:
+    """A store whose ``fail_at``-th write fails (a full disk, a dropped database link)."""
+
+    def __init__(self, inner: FormStore, fail_at: int) -> None:
+        self.inner = inner
+        self.fail_at = fail_at
+        self.writes = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def record(self, *args: Any, **kwargs: Any) -> None:
+        self.writes += 1
+        if self.writes == self.fail_at:
+            raise StoreError("disk I/O error")
+        await self.inner.record(*args, **kwargs)
+
+
+async def test_an_answer_the_store_failed_to_save_is_asked_again_not_lost_in_silence(
+    store: FormStore,
+) -> None:
+    # Found by review: the StoreError went up to the pipeline, which reported it and
+    # said nothing: the caller heard silence and could not know the answer was lost.
+    failing = FailingOnce(store, fail_at=2)
+    s = Session(failing)
+    await s.start()
+    await s.turn("twenty four")
+    reply = await s.turn("juan at gmail dot com")
+    assert await said(reply) == (
+        "Sorry, I could not save that answer. What is your e-mail address?"
+    )
+    assert reply.events == [ErrorEvent(stage="store", message="disk I/O error", recoverable=True)]
+    assert "email" not in (await stored(store)).answers
+    reply = await s.turn("juan at gmail dot com")
+    assert reply.events == [
+        FormProgress(field="email", value="juan@gmail.com", answered=2, total=3)
+    ]

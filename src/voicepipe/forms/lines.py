@@ -18,6 +18,7 @@ LINES: dict[str, dict[str, str]] = {
         "try_again": "OK, let's try again.",
         "not_got": "Sorry, I didn't get your {label}.",
         "not_caught": "Sorry, I didn't catch that.",
+        "not_saved": "Sorry, I could not save that answer.",
         "not_an_answer": "That doesn't answer the question.",
         "read_back": "I have {said}. Is that right?",
         "give_up": "{reason} Sorry, I still couldn't get your {label}. Let's stop here for "
@@ -35,6 +36,7 @@ LINES: dict[str, dict[str, str]] = {
         "try_again": "De acuerdo, intentémoslo otra vez.",
         "not_got": "Perdón, no entendí su {label}.",
         "not_caught": "Perdón, no lo entendí.",
+        "not_saved": "Perdón, no pude guardar esa respuesta.",
         "not_an_answer": "Eso no responde a la pregunta.",
         "read_back": "Tengo {said}. ¿Es correcto?",
         "give_up": "{reason} Perdón, sigo sin entender su {label}. Lo dejamos aquí por "

@@ -52,6 +52,7 @@ from voicepipe.forms.store import (
     SessionBusyError,
     SessionCompleteError,
     SessionRecord,
+    StoreError,
 )
 from voicepipe.forms.validation import InvalidAnswer, read_back, validate_value
 from voicepipe.policies.base import PolicyContext, Reply
@@ -297,6 +298,12 @@ class FormPolicy:
             # Another connection took the session over after our claim expired.
             self._done = True
             return self._end_busy(ctx, exc)
+        except StoreError as exc:
+            # The write failed and was rolled back, so nothing was accepted: say so and
+            # ask again, rather than leave the caller in silence with the answer lost.
+            error = ErrorEvent(stage="store", message=str(exc), recoverable=True)
+            field = self.form.fields[self._current]
+            return self._ask(ctx, field, self._line("not_saved"), events=[error])
 
     async def on_reply_done(self, text: str, *, spoken: str, interrupted: bool) -> None:
         # A reply cut off before a word of it was spoken: the caller never heard
