@@ -286,6 +286,19 @@ class TestSQLiteStore(StoreContract):
         async for make in sqlite_factory(tmp_path, clock):
             yield make
 
+    async def test_a_database_error_is_a_store_error(self, tmp_path: Path) -> None:
+        # Found by review: sqlite3.OperationalError ("database is locked") came out as is,
+        # so the form policy could not tell a failed write from a bug.
+        path = tmp_path / "forms.db"
+        async with SQLiteFormStore(path, busy_timeout=0.05) as store:
+            await store.claim("s1", form="f", language="en", owner="a")
+            with closing(sqlite3.connect(path, isolation_level=None)) as other:
+                other.execute("BEGIN EXCLUSIVE")  # another process holds the file
+                with pytest.raises(StoreError, match=r"forms\.db: .*database is locked"):
+                    await store.record("s1", "a", Attempt("age", "x", None, False, "t"))
+                other.execute("ROLLBACK")
+            await store.record("s1", "a", Attempt("age", "x", None, False, "t"))  # recovered
+
     async def test_wal_mode_and_schema_version(self, tmp_path: Path) -> None:
         path = tmp_path / "deep" / "dir" / "forms.db"
         async with SQLiteFormStore(path) as store:
@@ -374,6 +387,21 @@ class TestPostgresStore(StoreContract):
                 await conn.close()
                 await store.aclose()
             assert (await first.attempts("s1")) == []
+
+    async def test_a_database_error_is_a_store_error(self, clock: FakeClock) -> None:
+        import asyncpg
+
+        async for make in postgres_factory(clock):
+            store = make()
+            await store.claim("s1", form="f", language="en", owner="a")
+            schema = store.schema  # type: ignore[attr-defined]
+            conn = await asyncpg.connect(POSTGRES_DSN)
+            try:  # someone dropped the attempt log
+                await conn.execute(f'DROP TABLE "{schema}".voicepipe_form_attempts')
+            finally:
+                await conn.close()
+            with pytest.raises(StoreError, match="UndefinedTableError"):
+                await store.record("s1", "a", Attempt("age", "x", None, False, "t"))
 
     async def test_secrets_stay_out_of_reprs_and_errors(self) -> None:
         from voicepipe.forms import PostgresFormStore

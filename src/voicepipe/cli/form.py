@@ -35,10 +35,13 @@ def database_errors(db: Path) -> Iterator[None]:
     """A file that is not a usable SQLite database is bad input (exit 2), not a crash."""
     import sqlite3
 
+    from voicepipe.forms import StoreError
+
     try:
         yield
-    except (OSError, sqlite3.Error) as exc:
-        raise CliError(f"{db}: cannot use it as the answers database: {exc}") from None
+    except (OSError, sqlite3.Error, StoreError) as exc:
+        reason = str(exc).removeprefix(f"{db}: ")  # a StoreError names the file already
+        raise CliError(f"{db}: cannot use it as the answers database: {reason}") from None
 
 
 @app.command("run")

@@ -228,12 +228,18 @@ class PostgresFormStore:
                 )
 
     async def _transaction(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        import asyncpg
+
         pool = await self._get_pool()
         try:
             async with pool.acquire(timeout=self.timeout) as conn, conn.transaction():
                 return await fn(conn)
         except TimeoutError:
             raise self._stalled() from None
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(
+                f"PostgreSQL at {redact_dsn(self._dsn)}: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def _stalled(self) -> StoreError:
         return StoreError(

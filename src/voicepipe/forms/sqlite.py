@@ -133,9 +133,12 @@ class SQLiteFormStore:
             with self._lock:
                 if self._closed:
                     raise StoreError(f"{self!r} is closed")
-                if self._conn is None:
-                    self._conn = self._connect()
-                return fn(self._conn)
+                try:
+                    if self._conn is None:
+                        self._conn = self._connect()
+                    return fn(self._conn)
+                except sqlite3.Error as exc:  # locked, full disk, not a database, ...
+                    raise StoreError(f"{self.path}: {exc}") from exc
 
         return await anyio.to_thread.run_sync(call)
 
