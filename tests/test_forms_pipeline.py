@@ -216,3 +216,44 @@ async def test_intake_form_by_voice_killed_half_way_then_resumed(
         ("phone", "yeah", True),
     ]
     assert script.extraction_calls == []
+
+
+class _Unreachable:
+    """A store whose claim fails (the database is down when the call comes in)."""
+
+    def __init__(self, inner: FormStore) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def claim(self, *args: Any, **kwargs: Any) -> Any:
+        from voicepipe.forms import StoreError
+
+        raise StoreError("forms.db: disk I/O error")
+
+
+@pytest.mark.parametrize("why", ["session_busy", "store_unavailable"])
+async def test_a_call_the_store_refuses_ends_saying_so_within_the_contract(
+    stores: StoreFactory, why: str
+) -> None:
+    # Found by review: the busy call's `error` was marked non-recoverable, and then a
+    # line was spoken and the session finished `session_busy`: the contract's rule
+    # fatal-error-ends-the-session was broken on every busy call.
+    from voicepipe.testing import check_session
+
+    store = stores()
+    if why == "session_busy":
+        await store.claim("s1", form=INTAKE.name, language="en", owner="another call")
+    else:
+        store = _Unreachable(store)
+    policy = FormPolicy(INTAKE, store=store, session_id="s1")
+    pipeline = Pipeline(llm=FakeLLM(), tts=FakeTTS(), policy=policy)
+    events: list[Event] = []
+    async with pipeline.run_text(["twenty four"]) as stream:
+        async for event in stream:
+            events.append(event)
+    assert [v.describe(events) for v in check_session(events)] == []
+    assert [e.type for e in events if e.type in ("error", "finish")] == ["error", "finish"]
+    assert isinstance(events[-1], Finish)
+    assert events[-1].reason == why

@@ -1010,3 +1010,37 @@ async def test_an_answer_the_store_failed_to_save_is_asked_again_not_lost_in_sil
     assert reply.events == [
         FormProgress(field="email", value="juan@gmail.com", answered=2, total=3)
     ]
+
+
+class Unreachable:
+    """A store that cannot be opened (the database is down when the call comes in)."""
+
+    def __init__(self, inner: FormStore) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def claim(self, *args: Any, **kwargs: Any) -> SessionRecord:
+        raise StoreError("PostgreSQL at postgresql://db/forms did not answer within 10 s")
+
+
+async def test_a_store_that_cannot_be_opened_ends_the_call_saying_so(store: FormStore) -> None:
+    # Found by review: the StoreError of the claim went up to the pipeline: no greeting,
+    # an error for every turn (each tried to claim again), a caller left in silence.
+    s = Session(Unreachable(store))
+    reply = await s.start()
+    assert await said(reply) == (
+        "Sorry, the form cannot be opened right now. Please try again later."
+    )
+    assert reply.end_session
+    assert reply.finish_reason == "store_unavailable"
+    assert reply.events == [
+        ErrorEvent(
+            stage="store",
+            message="PostgreSQL at postgresql://db/forms did not answer within 10 s",
+            recoverable=True,  # the session goes on to say so, then ends
+        )
+    ]
+    assert s.policy.done
+    assert await s.policy.on_user_turn("twenty four", s.ctx()) is None

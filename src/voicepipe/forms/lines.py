@@ -28,6 +28,7 @@ LINES: dict[str, dict[str, str]] = {
         "closing": "Thank you, that's everything. Your answers are saved.",
         "already_complete": "This form is already complete. Thank you!",
         "busy": "This form is open in another call right now. Please try again later.",
+        "unavailable": "Sorry, the form cannot be opened right now. Please try again later.",
     },
     "es": {
         "welcome_back": "¡Hola de nuevo! Seguimos donde lo dejamos.",
@@ -46,6 +47,8 @@ LINES: dict[str, dict[str, str]] = {
         "closing": "Gracias, eso es todo. Sus respuestas están guardadas.",
         "already_complete": "Este formulario ya está completo. ¡Gracias!",
         "busy": "Este formulario está abierto en otra llamada ahora mismo. "
+        "Inténtelo más tarde, por favor.",
+        "unavailable": "Perdón, ahora mismo no se puede abrir el formulario. "
         "Inténtelo más tarde, por favor.",
     },
 }

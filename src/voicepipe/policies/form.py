@@ -547,6 +547,16 @@ class FormPolicy:
                 end_session=True,
                 finish_reason="form_already_complete",
             )
+        except StoreError as exc:
+            # The database is down: no answer could be kept, so end the call saying so
+            # rather than take answers into silence.
+            self._done = True
+            return Reply(
+                self._phrase(ctx, self._line("unavailable")),
+                end_session=True,
+                finish_reason="store_unavailable",
+                events=[ErrorEvent(stage="store", message=str(exc), recoverable=True)],
+            )
         return None
 
     def _load(self, record: SessionRecord) -> None:
@@ -560,7 +570,9 @@ class FormPolicy:
             self._phrase(ctx, self._line("busy")),
             end_session=True,
             finish_reason="session_busy",
-            events=[ErrorEvent(stage="store", message=str(exc), recoverable=False)],
+            # Recoverable: the session goes on to say why, then ends (a non-recoverable
+            # error ends it at once, with `finish` reason "error", before any word).
+            events=[ErrorEvent(stage="store", message=str(exc), recoverable=True)],
         )
 
     def _next_unanswered(self) -> int | None:
