@@ -111,11 +111,90 @@ async def sessions(
     return pulled
 
 
+SPEECH_CHUNKS = 20  # bench_server's turn: 400 ms of tone,
+END_CHUNKS = 15  # 300 ms of silence (FakeSTT ends the turn),
+BREATH_CHUNKS = 10  # then, once the reply is out, 200 ms before the next turn
+TURN_CHUNKS = SPEECH_CHUNKS + END_CHUNKS + BREATH_CHUNKS
+
+
+async def server_sessions(n: int, turns: int, chunks: int) -> int:
+    """``n`` sessions as ``bench_server.py`` runs them in the server; the chunks pulled.
+
+    Each speaks ``turns`` times as the bench's clients do (``TURN_CHUNKS`` a
+    turn), then sends ``chunks`` silent chunks; the providers are shared as the
+    server shares them (``FakeSTT`` repeating "hello there", ``FakeLLM`` saying
+    "Sure.", ``FakeTTS``), with ``ConversationPolicy`` and the server's
+    ``realtime_lead`` of 0.2 s; the consumer writes each event's wire form, as
+    the server's dialect does. A session waits for each reply's ``assistant``
+    without sending (the clients send silence meanwhile: a few chunks), then
+    0.3 s of the clock, so the paced reply audio has played before the next
+    turn, as in real time.
+    """
+    import itertools
+
+    import numpy as np
+
+    from voicepipe import AudioFormat, ConversationPolicy, Pipeline
+    from voicepipe.events import AssistantReply, to_wire
+    from voicepipe.providers.fake import FakeLLM, FakeSTT, FakeTTS
+
+    fmt = AudioFormat(16000, 1)
+    silence = bytes(fmt.bytes_for(20))
+    t = np.arange(len(silence) // 2) / fmt.sample_rate
+    tone = (5000 * np.sin(2 * np.pi * 300 * t)).astype("<i2").tobytes()
+    stt = FakeSTT(itertools.repeat("hello there"))
+    llm = FakeLLM(lambda messages: "Sure.", keep_calls=0)
+    tts = FakeTTS(keep_texts=0)
+    pulled = 0
+
+    async def session() -> None:
+        replied = anyio.Event()
+
+        async def audio() -> AsyncIterator[bytes]:
+            nonlocal pulled, replied
+            script = [tone] * SPEECH_CHUNKS + [silence] * END_CHUNKS
+            for _ in range(turns):
+                for chunk in script:
+                    await asyncio.sleep(0)
+                    pulled += 1
+                    yield chunk
+                await replied.wait()
+                replied = anyio.Event()
+                await asyncio.sleep(0.3)
+                for _ in range(BREATH_CHUNKS):
+                    await asyncio.sleep(0)
+                    pulled += 1
+                    yield silence
+            for _ in range(chunks):
+                await asyncio.sleep(0)
+                pulled += 1
+                yield silence
+
+        p = Pipeline(stt=stt, llm=llm, tts=tts, policy=ConversationPolicy(), realtime_lead=0.2)
+        async with p.run(audio()) as stream:
+            async for event in stream:
+                to_wire(event)
+                if isinstance(event, AssistantReply):
+                    replied.set()
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(n):
+            tg.start_soon(session)
+    return pulled
+
+
 def child(args: argparse.Namespace) -> None:
     import voicepipe  # noqa: F401  (imported in every run alike)
 
     async def main() -> None:
         await sessions(2, 40, speak=True)  # lazy imports and first-call caches, in every run
+        if args.workload == "server":
+            await server_sessions(2, 1, 5)
+            gc.collect()
+            gc.freeze()
+            gc.disable()  # no collection lands in one run and not another
+            await server_sessions(args.sessions, args.turns, args.chunks)
+            return
         if args.gc == "frozen":
             gc.collect()
             gc.freeze()  # as a server does after start-up: the modules are never walked
@@ -153,9 +232,15 @@ def instructions(args: argparse.Namespace, n: int, chunks: int, *extra: str) -> 
         "--chunks",
         str(chunks),
         *(["--anyio-checkpoint"] if args.anyio_checkpoint else []),
+        "--workload",
+        args.workload,
+        "--turns",
+        str(args.turns),
         *extra,
     ]
-    env = {**os.environ, "PYTHONHASHSEED": "0"}  # the same string hashes in every run
+    # The same string hashes in every run; and one OpenBLAS thread: NumPy's pool of
+    # spinning threads added a different ±25M instructions to every run.
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
     match = re.search(r"Collected : (\d+)", done.stderr)
     if match is None:
@@ -266,6 +351,34 @@ def objects(args: argparse.Namespace) -> None:
     anyio.run(main, backend=args.backend, backend_options=_options(args))
 
 
+def server(args: argparse.Namespace) -> None:
+    """The split of ``--workload server``: per chunk, per session, per turn and its reply."""
+    n, c, turns = args.sessions, args.chunks, args.turns
+    runs = {
+        "empty": (0, 0, c),
+        "short": (n, 0, c),
+        "long": (n, 0, 2 * c),
+        "spoken": (n, turns, 0),
+        "silent": (n, 0, turns * TURN_CHUNKS),
+    }
+    counts = {}
+    for name, (sessions, spoken, chunks) in runs.items():
+        args.turns = spoken
+        counts[name] = instructions(args, sessions, chunks)
+    args.turns = turns
+    per_chunk = (counts["long"] - counts["short"]) / (n * c)
+    per_session = (counts["short"] - counts["empty"]) / n - per_chunk * c
+    per_turn = (counts["spoken"] - counts["silent"]) / (n * turns)
+    bench = TURN_CHUNKS * 3 * per_chunk + per_session + 3 * per_turn
+    print(
+        f"{_name(args)}, bench_server's sessions in process (the core's side: no socket, "
+        f"no ASGI), {n} sessions, collector off, instructions: per 20 ms chunk "
+        f"{per_chunk:,.0f}, per session (set-up and end) {per_session:,.0f}, per turn and "
+        f"its reply {per_turn:,.0f}; a bench_server session of 3 turns "
+        f"({3 * TURN_CHUNKS} chunks): {bench / 1e6:.2f}M"
+    )
+
+
 def _name(args: argparse.Namespace) -> str:
     return args.loop if args.backend == "asyncio" else "trio"
 
@@ -303,6 +416,15 @@ def main() -> None:
     parser.add_argument(
         "--gc-threshold", type=int, default=20000, help="with --collections (serve's: 20000)"
     )
+    parser.add_argument(
+        "--workload",
+        choices=["sessions", "server"],
+        default="sessions",
+        help="server: bench_server.py's sessions in process (3 spoken turns answered "
+        "'Sure.', paced, events to their wire form) split per chunk, per session and per "
+        "turn (e.g. --workload server --sessions 20 --chunks 135)",
+    )
+    parser.add_argument("--turns", type=int, default=3, help="with --workload server")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--speak", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
@@ -318,6 +440,9 @@ def main() -> None:
         return
     if args.collections:
         collections(args)
+        return
+    if args.workload == "server":
+        server(args)
         return
     n, c = args.sessions, args.chunks
     empty = instructions(args, 0, c)
