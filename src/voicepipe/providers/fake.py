@@ -43,6 +43,7 @@ __all__ = ["FakeLLM", "FakeSTT", "FakeTTS", "LLMCall", "ToolCall"]
 M = TypeVar("M", bound=BaseModel)
 _C = TypeVar("_C")
 _TOKEN = re.compile(r"\s*\S+\s*$|\s*\S+")
+_LOUD, _QUIET = (True,), (False,)  # one window's verdict, as the windows' loop takes it
 
 
 class FakeSTT:
@@ -116,7 +117,7 @@ class FakeSTT:
                         is_loud = loud_one(chunk)
                     if not is_loud and not speech:
                         continue  # silence outside a turn: nothing to do
-                    loud: Sequence[bool] = (is_loud,)
+                    loud: Sequence[bool] = _LOUD if is_loud else _QUIET
                 else:
                     pending = pending + chunk if pending else chunk
                     whole = len(pending) - len(pending) % window
@@ -131,10 +132,11 @@ class FakeSTT:
                             await emit(SpeechStarted())
                         speech += 1
                         silence = 0
-                        count = min(len(words), speech // interim_windows)
-                        if speech % interim_windows == 0 and count > shown:
-                            shown = count
-                            await emit(TranscriptInterim(content=" ".join(words[:count])))
+                        if not speech % interim_windows:
+                            count = min(len(words), speech // interim_windows)
+                            if count > shown:
+                                shown = count
+                                await emit(TranscriptInterim(content=" ".join(words[:count])))
                     elif speech:
                         silence += 1
                         if silence >= silence_windows:
