@@ -114,6 +114,12 @@ _Source = Callable[[LiveSession, _Feeding, TaskGroup], Coroutine[Any, Any, None]
 _BARGE_IN = BargeIn()  # the default, shared (frozen): not two more objects per session
 
 
+@functools.cache
+def _default_detector() -> LocalTurnDetector:
+    """The default end-of-turn detector, shared: it keeps no state between decisions."""
+    return LocalTurnDetector()
+
+
 class Pipeline:
     """A voice session composed of an STT, an LLM, a TTS and a policy.
 
@@ -157,7 +163,7 @@ class Pipeline:
             barge_in if isinstance(barge_in, BargeIn) else _BARGE_IN if barge_in else None
         )
         self.turn_detector: TurnDetector | None = (
-            LocalTurnDetector() if turn_detector is True else turn_detector or None
+            _default_detector() if turn_detector is True else turn_detector or None
         )
         self.realtime_lead = realtime_lead
         self.max_chunk_bytes = max_chunk_bytes
