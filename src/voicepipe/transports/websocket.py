@@ -147,7 +147,7 @@ async def serve(
         log.exception("session %s failed", pipeline.session_id)
         await connection.close_now(1011, "internal error")
     finally:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(2 * CLOSE_GRACE):
+        with anyio.move_on_after(2 * CLOSE_GRACE, shield=True):
             await connection.dialect.aclose()
 
 
