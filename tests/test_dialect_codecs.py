@@ -182,3 +182,30 @@ async def test_the_seed_dialect_says_when_the_header_blob_was_lost() -> None:
                 "WebM header (1A 45 DF A3)" in link.failed[0]
                 and "Reload the page" in link.failed[0]
             )
+
+
+@pytest.mark.anyio
+async def test_a_large_pcm_piece_at_another_rate_is_resampled_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A client that declares 8 kHz PCM may send a MiB in one frame: 26 ms of resampling,
+    # a stall for every session on the loop. A frame-sized piece stays inline (cheap).
+    from voicepipe.audio import Resampler
+    from voicepipe.transports.codec_io import ClientAudio
+
+    threads: list[threading.Thread] = []
+    inner = Resampler.process
+
+    def spy(self: Resampler, pcm: bytes) -> bytes:
+        threads.append(threading.current_thread())
+        return inner(self, pcm)
+
+    monkeypatch.setattr(Resampler, "process", spy)
+    audio = ClientAudio("pcm16", AudioFormat(16000), AudioFormat(8000))
+    small = await audio.feed(tone(20, AudioFormat(8000)))
+    large = await audio.feed(tone(40_000, AudioFormat(8000)))
+    assert len(small) + len(large) + len(await audio.end()) == pytest.approx(
+        AudioFormat(16000).bytes_for(40_020), abs=64
+    )
+    assert threads[0] is threading.main_thread()
+    assert threads[1] is not threading.main_thread()

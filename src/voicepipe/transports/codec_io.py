@@ -12,8 +12,11 @@ from __future__ import annotations
 
 from typing import Literal
 
+import anyio
+
 from voicepipe.audio import AudioFormat, Resampler
 from voicepipe.codecs import (
+    INLINE_BYTES,
     CodecError,
     Decoder,
     Encoder,
@@ -115,7 +118,11 @@ class ClientAudio:
             return await decode(self._decoder, data)
         if self._resampler is None:
             return data  # already the pipeline's format: it checks each chunk (once, there)
-        return self._resampler.process(self.pcm_format.check_chunk(data))
+        pcm = self.pcm_format.check_chunk(data)
+        if len(pcm) <= INLINE_BYTES:
+            return self._resampler.process(pcm)  # a frame: cheap, on the loop
+        # A client may send a MiB in one frame: 26 ms of resampling stalls every session.
+        return await anyio.to_thread.run_sync(self._resampler.process, pcm)
 
     async def end(self) -> bytes:
         """The end of the stream: what the decoder or resampler still held."""
