@@ -251,3 +251,32 @@ def test_signature_of_twilios_worked_example_url() -> None:
     assert not signature_valid("54321", "wss://voice.example.org/twilio", good)
     assert not signature_valid("12345", "wss://voice.example.org/twilio", None)
     assert not signature_valid("12345", "wss://voice.example.org/twilio", "x" + good[1:])
+
+
+@pytest.mark.anyio
+async def test_a_large_media_payload_is_decoded_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Twilio sends 160-byte frames (decoded inline: cheap); anything far bigger is
+    # upsampled in a worker thread, not on the loop every session shares.
+    import threading
+
+    from voicepipe.codecs.g711 import G711Decoder
+
+    threads: list[threading.Thread] = []
+    inner = G711Decoder.decode
+
+    def spy(self: G711Decoder, data: bytes) -> bytes:
+        threads.append(threading.current_thread())
+        return inner(self, data)
+
+    monkeypatch.setattr(G711Decoder, "decode", spy)
+    async with anyio.create_task_group() as tg:
+        link = FakeLink(tg)
+        dialect = await opened(link)
+        await dialect.on_frame(media(tone(20, AudioFormat(8000)), 1), link)
+        await dialect.on_frame(media(tone(20_000, AudioFormat(8000)), 2), link)
+        assert len(link.pcm) == pytest.approx(AudioFormat(16000).bytes_for(20_020), abs=64)
+        assert not link.errors and not link.failed
+    assert threads[0] is threading.main_thread()
+    assert threads[1] is not threading.main_thread()

@@ -41,6 +41,7 @@ from urllib.parse import urlsplit, urlunsplit
 import anyio
 
 from voicepipe.audio import AudioFormat
+from voicepipe.codecs import decode
 from voicepipe.codecs.g711 import G711Decoder, G711Encoder
 from voicepipe.errors import ProtocolError
 from voicepipe.events import AssistantDelta, AssistantReply, AudioChunk, Event, Interrupted
@@ -121,7 +122,7 @@ class TwilioDialect(Dialect):
                 return
             payload = _b64(media.get("payload"))
             if self._decoder is not None and not link.input_ended:
-                await link.audio(self._decoder.decode(payload))
+                await link.audio(await decode(self._decoder, payload))  # big: in a thread
         elif kind == "mark":
             name = _field(message, "mark").get("name")
             if isinstance(name, str):
