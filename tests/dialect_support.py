@@ -43,6 +43,8 @@ class FakeLink:
     errors: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     as_is: bool = False  # the dialect called audio_as_is()
+    audio_budget: int | None = None  # spend_audio's limit (the core's max_audio_bytes)
+    spent: int = 0
 
     async def audio(self, pcm: bytes) -> None:
         if not self.input_ended:
@@ -52,6 +54,13 @@ class FakeLink:
         if self.input_ended:
             return False
         self.pcm += pcm
+        return True
+
+    async def spend_audio(self, size: int) -> bool:
+        self.spent += size
+        if self.audio_budget is not None and self.spent > self.audio_budget:
+            self.failed.append("audio budget")
+            return False
         return True
 
     def audio_as_is(self) -> None:

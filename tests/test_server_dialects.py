@@ -152,3 +152,23 @@ def test_twilio_form_route_runs_the_form(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "forms.db") as db:  # the digits reached the age field
         rows = db.execute("SELECT field, value FROM voicepipe_form_answers").fetchall()
     assert rows == [("age", "42")]
+
+
+def test_clips_count_against_the_sessions_audio_budget(tmp_path: Path) -> None:
+    # Found by review2: a clip was transcribed whole, never counted, so a forms client
+    # could have any amount of audio transcribed (STT CPU, a vendor's bill) in one session.
+    f = Fakes(FakeSTT(INTAKE_ANSWERS), FakeLLM(EXTRACTIONS), FakeTTS())
+    app = make_app(tmp_path, f, max_audio_bytes=32000)  # one second of 16 kHz PCM16
+    with (
+        TestClient(app) as client,
+        client.websocket_connect("/api/v1/ws/voice-agents?user_id=user-1&language=en") as ws,
+    ):
+        ws.receive_text()  # the greeting
+        ws.send_text(clip(tone(600)))  # within the budget: answered
+        assert json.loads(ws.receive_text())["message"]
+        ws.send_text(clip(tone(600)))  # 1.2 s in all: over it, not transcribed
+        with pytest.raises(WebSocketDisconnect) as closed:
+            while True:
+                ws.receive_text()
+    assert closed.value.code == 1008
+    assert f.stt.sessions == 1  # the second clip never reached the STT

@@ -111,6 +111,12 @@ class Link(Protocol):
         False if it must go through :meth:`audio` (input ended, budget, a full queue)."""
         ...
 
+    async def spend_audio(self, size: int) -> bool:
+        """Count ``size`` bytes of PCM the pipeline hears another way (a clip transcribed
+        whole) against the audio budget, as :meth:`audio` counts its own. False when
+        that uses it up: the session then ends as :meth:`audio` ends it."""
+        ...
+
     def audio_as_is(self) -> None:
         """From now on every binary frame is PCM16 in ``pipeline.input_format``, heard as
         is: the server may take such frames with :meth:`audio_nowait` itself, without

@@ -440,11 +440,15 @@ class _Connection:
     async def audio(self, pcm: bytes) -> None:
         if self.input_ended or self.closing or not pcm:
             return
-        self.audio_bytes += len(pcm)
+        if await self.spend_audio(len(pcm)):
+            await self._audio.put(pcm)  # waits (so stops reading) only when the pipeline is behind
+
+    async def spend_audio(self, size: int) -> bool:
+        self.audio_bytes += size
         if self.max_audio_bytes is not None and self.audio_bytes > self.max_audio_bytes:
             await self.fail(f"the session used up its audio budget of {self.max_audio_bytes} bytes")
-            return
-        await self._audio.put(pcm)  # waits (and so stops reading) only when the pipeline is behind
+            return False
+        return True
 
     def audio_nowait(self, pcm: bytes) -> bool:
         if self.input_ended or self.closing or not pcm:
@@ -495,6 +499,9 @@ class _Link:
 
     async def audio(self, pcm: bytes) -> None:
         await self._c.audio(pcm)
+
+    async def spend_audio(self, size: int) -> bool:
+        return await self._c.spend_audio(size)
 
     def audio_as_is(self) -> None:
         self._c.audio_as_is()

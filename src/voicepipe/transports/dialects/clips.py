@@ -75,11 +75,15 @@ class ClipsDialect(Dialect):
         if stt is None:
             await link.fail("this server has no STT, so it cannot take spoken answers")
             return
+        fmt = link.pipeline.input_format
         try:
-            text = await transcribe_clip(stt, clip, link.pipeline.input_format)
+            pcm = await _decode(clip, fmt)
         except CodecError as exc:
             await link.error(str(exc))
             return
+        if not await link.spend_audio(len(pcm)):
+            return  # over the session's audio budget: the session is ending
+        text = await _transcribe(stt, pcm, fmt)
         if text.strip():
             await link.text(text)
         else:
@@ -120,9 +124,18 @@ async def transcribe_clip(stt: STT, clip: bytes, fmt: AudioFormat) -> str:
 
     Raises :class:`~voicepipe.codecs.CodecError` when the clip is not audio.
     """
+    return await _transcribe(stt, await _decode(clip, fmt), fmt)
+
+
+async def _decode(clip: bytes, fmt: AudioFormat) -> bytes:
+    """The clip as PCM16 at ``fmt``'s rate, decoded in a worker thread."""
     from voicepipe.codecs.container import decode_clip
 
-    pcm = await anyio.to_thread.run_sync(decode_clip, clip, fmt.sample_rate)
+    return await anyio.to_thread.run_sync(decode_clip, clip, fmt.sample_rate)
+
+
+async def _transcribe(stt: STT, pcm: bytes, fmt: AudioFormat) -> str:
+    """The words of ``pcm``, one whole clip, through one STT stream."""
     size = fmt.bytes_for(CHUNK_MS)
 
     async def chunks() -> Any:
