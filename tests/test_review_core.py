@@ -14,7 +14,8 @@ from tests.support import of_type
 from voicepipe import Pipeline
 from voicepipe.audio import AudioFormat
 from voicepipe.channel import Receiver, Sender
-from voicepipe.events import AudioChunk, ErrorEvent, Event, Interrupted
+from voicepipe.errors import ProviderError
+from voicepipe.events import AudioChunk, ErrorEvent, Event, Finish, Interrupted
 from voicepipe.testing import assert_session_ok
 
 pytestmark = pytest.mark.anyio
@@ -134,3 +135,69 @@ async def test_a_cut_while_the_read_ahead_sentences_wait_for_room_closes_the_llm
     assert_session_ok(events)
     assert of_type(events, Interrupted)
     assert [s.closed for s in llm.streams] == [True]
+
+
+class FailsOnCloseTTS:
+    """A sentence's first chunk, then a stall; closing the stream raises (a reset socket)."""
+
+    output_format = AudioFormat(16000, 1)
+
+    def __init__(self) -> None:
+        self.closed = 0
+
+    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        try:
+            yield bytes(640)
+            await anyio.sleep_forever()
+        finally:
+            self.closed += 1
+            raise ProviderError("tts", "connection reset while closing the stream")
+
+
+async def test_a_tts_stream_that_fails_as_a_cut_closes_it_ends_nothing_but_the_reply() -> None:
+    # Found by coreside: the sentence's chunk reader turned any TTS failure into an
+    # `error` event it yielded, even while it was being closed, and an async generator
+    # that yields while closing raises RuntimeError: the cut ended the whole session.
+    tts = FailsOnCloseTTS()
+    pipeline = Pipeline(llm=HeldLLM(["One. "]), tts=tts)
+    events: list[Event] = []
+    async with pipeline.run_text(["hello"]) as stream:
+        async for event in stream:
+            events.append(event)
+            if isinstance(event, AudioChunk) and len(of_type(events, AudioChunk)) == 1:
+                await anyio.wait_all_tasks_blocked()
+                await pipeline.inject_turn("stop")
+    assert tts.closed >= 1
+    assert of_type(events, Interrupted)
+    assert [e.message for e in of_type(events, ErrorEvent)] == []
+    assert of_type(events, Finish)[-1].reason != "error"
+
+
+class FailsOnCloseStreamingTTS(FailsOnCloseTTS):
+    """Fifty 20 ms chunks as fast as they are read; closing the stream raises."""
+
+    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        try:
+            for _ in range(50):
+                yield bytes(640)
+        finally:
+            self.closed += 1
+            raise ProviderError("tts", "connection reset while closing the stream")
+
+
+async def test_a_tts_stream_closed_between_chunks_that_fails_to_close_is_only_logged() -> None:
+    # Paced playback: the reader waits between chunks while the TTS stream is parked at
+    # its yield, so the cut closes it there (GeneratorExit), and its close raises.
+    tts = FailsOnCloseStreamingTTS()
+    pipeline = Pipeline(llm=HeldLLM(["One. "]), tts=tts, realtime_lead=0.0)
+    events: list[Event] = []
+    async with pipeline.run_text(["hello"]) as stream:
+        async for event in stream:
+            events.append(event)
+            if isinstance(event, AudioChunk) and len(of_type(events, AudioChunk)) == 2:
+                await pipeline.inject_turn("stop")
+    assert tts.closed == 1
+    assert of_type(events, Interrupted)
+    assert len(of_type(events, AudioChunk)) < 50
+    assert of_type(events, ErrorEvent) == []
+    assert of_type(events, Finish)[-1].reason != "error"

@@ -268,17 +268,28 @@ class Speaker:
     ) -> AsyncIterator[bytes | ErrorEvent]:
         """``text``'s audio from the TTS; a failure is an ``ErrorEvent`` in its place."""
         started = clock.now()
+        closed = False  # the reader closed this (a cut, the session's end): it reads no more
         try:
             async with closing(tts.synthesize(text)) as chunks:
                 async for chunk in chunks:
                     if state.tts_ttfb is None:
                         state.tts_ttfb = round((clock.now() - started) * 1000, 3)
-                    yield chunk
-        except ProviderError as exc:
-            yield ErrorEvent(stage=exc.stage, message=exc.message)
+                    try:
+                        yield chunk
+                    except GeneratorExit:
+                        closed = True
+                        raise
         except Exception as exc:
-            log.exception("TTS failed")
-            yield ErrorEvent(stage="tts", message=f"{type(exc).__name__}: {exc}")
+            if closed or state.interrupted:
+                # The stream failed as it was closed after a cut: nobody hears this
+                # sentence any more (and a generator being closed must not yield).
+                log.warning("TTS failed as its stream was closed: %s", exc)
+                return
+            if isinstance(exc, ProviderError):
+                yield ErrorEvent(stage=exc.stage, message=exc.message)
+            else:
+                log.exception("TTS failed")
+                yield ErrorEvent(stage="tts", message=f"{type(exc).__name__}: {exc}")
 
     async def _synthesize(
         self,
