@@ -15,7 +15,8 @@ import pytest
 
 from tests.codec_support import browser_webm, safari_mp4
 from tests.support import tone
-from voicepipe.codecs import CodecError, decode, open_decoder
+from voicepipe.audio import AudioFormat
+from voicepipe.codecs import CodecError, decode, open_decoder, open_encoder
 from voicepipe.codecs.container import MAX_PIECE_SECONDS, MAX_SILENT_BYTES, decode_clip
 
 av: Any = pytest.importorskip("av")
@@ -153,3 +154,25 @@ async def test_a_large_g711_piece_is_decoded_off_the_event_loop(law: str) -> Non
     assert len(small) + len(large) > 2 * (160 + (1 << 20))  # upsampled to 16 kHz PCM16
     assert threads[0] is threading.main_thread()  # a phone frame: inline, cheap
     assert threads[1] is not threading.main_thread()
+
+
+@pytest.mark.parametrize(
+    ("open_codec", "task"),
+    [
+        (lambda: open_decoder("webm", RATE), "decoding WebM/Ogg/MP4/MP3"),
+        (lambda: open_encoder("mp3", AudioFormat(24000)), "encoding MP3 or Opus"),
+    ],
+)
+def test_a_codec_without_pyav_installed_says_which_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch, open_codec: Any, task: str
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "av" else real(name, *a)
+    )
+    with pytest.raises(
+        CodecError, match=rf"^{task} needs PyAV: pip install 'voicepipe\[codecs\]'$"
+    ):
+        open_codec()

@@ -16,12 +16,17 @@ streamed; :func:`decode_clip` decodes any whole clip from memory.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import threading
 from typing import TYPE_CHECKING, Any
 
-from voicepipe.codecs import CONTAINER_SIGNATURES, SNIFF_BYTES, CodecError, sniff
+from voicepipe.codecs import (
+    CONTAINER_SIGNATURES,
+    SNIFF_BYTES,
+    CodecError,
+    require_pyav,
+    sniff,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -60,14 +65,6 @@ def _av() -> Any:
             "decoding WebM/Ogg/MP4/MP3 needs PyAV: pip install 'voicepipe[codecs]'"
         ) from exc
     return av
-
-
-def _check_av() -> None:
-    """Fail at once if PyAV is missing, without importing it: ``import av`` takes
-    130-240 ms, and codecs are opened on the event loop (the import happens in
-    the first call that does the work, in a worker thread)."""
-    if importlib.util.find_spec("av") is None:
-        raise CodecError("decoding WebM/Ogg/MP4/MP3 needs PyAV: pip install 'voicepipe[codecs]'")
 
 
 def _a(container: str) -> str:
@@ -136,7 +133,7 @@ class ContainerDecoder:
             raise CodecError(
                 f"no container decoder for {container!r}; use one of {', '.join(_FORMATS)}"
             )
-        _check_av()
+        require_pyav("decoding WebM/Ogg/MP4/MP3")
         self.name = container
         self.rate = rate
         self.max_seconds = max_seconds

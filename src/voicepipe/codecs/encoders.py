@@ -13,11 +13,10 @@ own header; MSE in ``sequence`` mode and Ogg chaining both accept that).
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 from voicepipe.audio import AudioFormat, Resampler
-from voicepipe.codecs import CodecError
+from voicepipe.codecs import CodecError, require_pyav
 
 __all__ = ["MP3Encoder", "OpusEncoder"]
 
@@ -33,14 +32,6 @@ def _av() -> Any:
             "encoding MP3 or Opus needs PyAV: pip install 'voicepipe[codecs]'"
         ) from exc
     return av
-
-
-def _check_av() -> None:
-    """Fail at once if PyAV is missing, without importing it: ``import av`` takes
-    130-240 ms, and codecs are opened on the event loop (the import happens in
-    the first call that does the work, in a worker thread)."""
-    if importlib.util.find_spec("av") is None:
-        raise CodecError("encoding MP3 or Opus needs PyAV: pip install 'voicepipe[codecs]'")
 
 
 def _frame(av: Any, pcm: bytes, rate: int, pts: int) -> Any:
@@ -75,7 +66,7 @@ class _PCMEncoder:
     threaded = True
 
     def __init__(self, source: AudioFormat, rates: tuple[int, ...], fallback: int) -> None:
-        _check_av()
+        require_pyav("encoding MP3 or Opus")
         self.source = source
         self.rate = source.sample_rate if source.sample_rate in rates else fallback
         self._target = AudioFormat(self.rate)

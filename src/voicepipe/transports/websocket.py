@@ -399,18 +399,12 @@ class _Connection:
 
     def _pcm_nowait(self, pcm: bytes) -> bool:
         """:meth:`_frame_nowait` for a dialect that hears audio as is: the frame size
-        check, then :meth:`audio_nowait`'s, with no call through the dialect (the one
-        call per frame in the socket's callback, so :meth:`audio_nowait` is inline)."""
-        size = len(pcm)
-        if size > self.max_frame_bytes or not size or self.input_ended or self.closing:
-            return False  # the reader decides, in order
-        size += self.audio_bytes
-        if self.max_audio_bytes is not None and size > self.max_audio_bytes:
-            return False  # audio() ends the session
-        if not self._audio.put_nowait(pcm):
-            return False  # full: audio() waits
-        self.audio_bytes = size
-        return True
+        check, then :meth:`audio_nowait`, with no call through the dialect. (Inlining
+        :meth:`audio_nowait` here saves about 0.6k of a frame's 38k instructions; one
+        copy of the budget's checks is worth more.)"""
+        if len(pcm) > self.max_frame_bytes:
+            return False  # the reader closes with 1009, in order
+        return self.audio_nowait(pcm)
 
     async def _read(self, link: _Link) -> None:
         while True:
